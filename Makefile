@@ -1,0 +1,33 @@
+# Every target installs into .venv first if it has to; a fresh machine needs only Python 3.11.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help setup demo test bench lint clean
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv and install the project with its test dependencies
+
+demo: $(STAMP)  ## start the local sandbox, run configs/demo/*.yaml against it, print what happened
+	$(BIN)/python scripts/demo.py
+
+test: $(STAMP)  ## run the whole test suite
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)  ## run the benchmarks in bench/ and print their figures
+	$(BIN)/python -m bench
+
+lint: $(STAMP)  ## ruff, when installed
+	$(BIN)/python -m ruff check pipeline tests || true
+
+clean:  ## remove outputs and the virtualenv
+	rm -rf out $(VENV) .pytest_cache

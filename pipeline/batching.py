@@ -1,0 +1,55 @@
+"""Deterministic batches: the same input and config always give the same batches, each with a digest."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import polars as pl
+
+WIRE = "wire"
+
+
+@dataclass(frozen=True)
+class Batch:
+    index: int  # 0-based, stable across runs of the same input
+    identifiers: list[str]
+    digest: str
+
+    @property
+    def records(self) -> int:
+        return len(self.identifiers)
+
+
+def batch_digest(identifiers: list[str]) -> str:
+    """SHA-256 hex of the batch's wire identifiers, sorted, joined by newlines: order-independent."""
+    return hashlib.sha256("\n".join(sorted(identifiers)).encode("utf-8")).hexdigest()
+
+
+def iter_batches(unique_identifiers: Path, batch_size: int) -> Iterator[Batch]:
+    """Exactly `batch_size` identifiers per batch (the last may be smaller), in file order."""
+    pending: list[pl.Series] = []
+    pending_rows = 0
+    index = 0
+    for chunk in pl.scan_parquet(unique_identifiers).collect_batches(chunk_size=max(batch_size, 10_000)):
+        pending.append(chunk.get_column(WIRE))
+        pending_rows += chunk.height
+        while pending_rows >= batch_size:
+            joined = pl.concat(pending)
+            yield _batch(index, joined.head(batch_size))
+            index += 1
+            rest = joined.slice(batch_size)
+            pending, pending_rows = ([rest] if rest.len() else []), rest.len()
+    if pending_rows:
+        yield _batch(index, pl.concat(pending))
+
+
+def _batch(index: int, identifiers: pl.Series) -> Batch:
+    values = identifiers.to_list()
+    return Batch(index=index, identifiers=values, digest=batch_digest(values))
+
+
+def count_batches(identifiers: int, batch_size: int) -> int:
+    return -(-identifiers // batch_size)

@@ -1,0 +1,138 @@
+"""`rokt-pipeline run | validate | sandbox`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+from pipeline.config import load_job
+from pipeline.errors import PipelineError
+from pipeline.logs import configure_logging
+
+log = logging.getLogger("pipeline.cli")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    configure_logging(getattr(args, "log_format", "text"), getattr(args, "verbose", False))
+    try:
+        return args.command(args)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: run again with the same --run-id to resume", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: say so plainly; details only when asked for
+        if getattr(args, "verbose", False):
+            log.exception("unexpected error")
+        print(f"error: unexpected {type(exc).__name__}; rerun with --verbose for details", file=sys.stderr)
+        return 3
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rokt-pipeline", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run a job: read, validate, hash, send, record")
+    run.add_argument("job", help="the job's YAML file")
+    run.add_argument("--run-id", help="resume or name a run; batches already accepted under it are skipped")
+    run.add_argument("--dry-run", action="store_true", help="everything but the HTTP calls")
+    _common(run)
+    run.set_defaults(command=_run)
+
+    validate = commands.add_parser("validate", help="check the job file and its input; nothing is sent")
+    validate.add_argument("job")
+    _common(validate)
+    validate.set_defaults(command=_validate)
+
+    sandbox = commands.add_parser("sandbox", help="serve the local emulator of the Rokt APIs")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8787)
+    sandbox.add_argument("--public-key", default="rpub-sandbox")
+    sandbox.add_argument("--secret-key", default="rsec-sandbox")
+    sandbox.add_argument("--api-key", default="sandbox-legacy-api-key", help="legacy audience import API key")
+    sandbox.add_argument("--faults", help='fault plan as JSON, e.g. \'{"rates": [{"rate": 0.1, "status": 503, "retry_after": 1}]}\'')
+    sandbox.add_argument("--latency-ms", type=float, default=0, help="added to every answer")
+    sandbox.add_argument("--no-keep-identifiers", action="store_true", help="count identifiers but do not keep them (large runs)")
+    _common(sandbox)
+    sandbox.set_defaults(command=_sandbox)
+    return parser
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-format", choices=("text", "json"), default="text")
+    parser.add_argument("-v", "--verbose", action="store_true")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pipeline.progress import LogProgress, TerminalProgress
+    from pipeline.runner import run_job
+
+    job = load_job(args.job)
+    progress = TerminalProgress() if sys.stderr.isatty() and args.log_format == "text" else LogProgress()
+    summary = run_job(job, run_id=args.run_id, dry_run=args.dry_run, progress=progress)
+    statuses = ", ".join(f"{n} {status}" for status, n in summary.batches_by_status.items()) or "no batches"
+    line = (
+        f"run {summary.run_id}: {summary.rows_read:,} rows read, {summary.rows_rejected:,} rejected, "
+        f"{summary.duplicates_dropped:,} duplicates; {summary.identifiers_accepted:,} of {summary.identifiers:,} "
+        f"identifiers accepted; batches: {statuses}; {summary.retries} retries; {summary.elapsed_seconds:.1f}s"
+    )
+    if summary.estimated_send_seconds is not None:
+        line += f"; estimated send time at the configured limits: {summary.estimated_send_seconds:.1f}s"
+    log.info("%s", line)
+    print(line)
+    print(f"output: {summary.output_dir}")
+    if summary.exit_code:
+        print(f"not everything was accepted: see {summary.output_dir}/manifest.jsonl; "
+              f"rerun with --run-id {summary.run_id} to resume", file=sys.stderr)
+    return summary.exit_code
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from pipeline.endpoints.registry import endpoint_for
+    from pipeline.runner import prepare_job, refuse_useless_input
+
+    job = load_job(args.job)
+    endpoint = endpoint_for(job)
+    with tempfile.TemporaryDirectory(prefix="rokt-validate-") as scratch:
+        prepared = prepare_job(job, endpoint, Path(scratch))
+        report = {
+            "job": job.job, "endpoint": endpoint.spec.family, "files": list(prepared.files),
+            "rows_read": prepared.rows_read, "rows_rejected": prepared.rows_rejected,
+            "duplicates": prepared.duplicates_dropped, "identifiers": prepared.identifiers,
+            "reject_reasons": prepared.reject_reasons,
+        }
+        refuse_useless_input(job, prepared, Path(job.output.uri) / job.job / "<run>")
+    print(json.dumps(report, indent=2))
+    print(f"ok: {prepared.identifiers:,} identifiers would be sent to {endpoint.spec.family}; nothing was sent")
+    return 0
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from pipeline.sandbox.server import Sandbox
+    from pipeline.sandbox.state import Credentials
+
+    sandbox = Sandbox(args.host, args.port, Credentials(args.public_key, args.secret_key, args.api_key),
+                      keep_identifiers=not args.no_keep_identifiers)
+    if args.faults:
+        sandbox.faults.configure(json.loads(args.faults))
+    if args.latency_ms:
+        sandbox.faults.configure({"latency_seconds": args.latency_ms / 1000})
+    print(f"sandbox listening on {sandbox.url} (admin: {sandbox.url}/_sandbox/state)", flush=True)
+    try:
+        sandbox.server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sandbox.server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,247 @@
+"""Typed job configuration: one YAML file is one job.
+
+Unknown keys are errors (extra="forbid"), the destination is a union keyed on `endpoint`, `${VAR}` is read
+from the environment, and secrets are `SecretStr` so they never show in a repr or a log line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, Union
+from urllib.parse import urlparse
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from pipeline.errors import ConfigError
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ColumnMap(StrictModel):
+    """Role -> column name in the source file."""
+
+    email: str | None = None
+    sha256: str | None = None
+
+    def mapped(self) -> dict[str, str]:
+        return {role: column for role, column in self.model_dump().items() if column is not None}
+
+
+class SourceConfig(StrictModel):
+    uri: str
+    format: Literal["csv", "parquet"] | None = None
+    columns: ColumnMap
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    has_header: bool = True
+    max_reject_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _one_identifier_column(self) -> SourceConfig:
+        if not self.columns.mapped():
+            raise ValueError("map at least one identifier column, e.g. columns: {email: <column name>}")
+        return self
+
+
+class Limits(StrictModel):
+    batch_size: int = Field(gt=0)
+    requests_per_second: float = Field(gt=0)
+    concurrency: int = Field(gt=0)
+
+
+class RetrySettings(StrictModel):
+    max_attempts: int = Field(default=6, ge=1, le=20)
+    base_delay_seconds: float = Field(default=0.5, ge=0)
+    max_delay_seconds: float = Field(default=30.0, ge=0)
+    max_retry_after_seconds: float = Field(default=120.0, ge=0)
+
+
+class BasicKeyPair(StrictModel):
+    public_key: SecretStr
+    secret_key: SecretStr
+
+
+class ApiKey(StrictModel):
+    api_key: SecretStr
+
+
+class DestinationBase(StrictModel):
+    """What every endpoint shares. Subclasses set `documented_limits` and `default_base_url`."""
+
+    documented_limits: ClassVar[Limits]
+    default_base_url: ClassVar[str]
+
+    base_url: str | None = None
+    limits: Limits | None = None
+    timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    retry: RetrySettings = RetrySettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_limits(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            given = data.get("limits") or {}
+            if isinstance(given, dict):
+                data = {**data, "limits": {**cls.documented_limits.model_dump(), **given}}
+        return data
+
+    @model_validator(mode="after")
+    def _within_documented_limits(self) -> DestinationBase:
+        assert self.limits is not None
+        for key in ("batch_size", "requests_per_second", "concurrency"):
+            given, maximum = getattr(self.limits, key), getattr(self.documented_limits, key)
+            if given > maximum:
+                raise ValueError(f"limits.{key}: {given} is above the documented maximum of {maximum}")
+        return self
+
+    @field_validator("base_url")
+    @classmethod
+    def _valid_base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"base_url must be an http(s) URL, got {value!r}")
+        if parsed.scheme == "http" and not is_loopback(parsed.hostname):
+            raise ValueError("base_url: plain http is allowed only for a loopback sandbox; use https")
+        return value.rstrip("/")
+
+    @property
+    def url(self) -> str:
+        return self.base_url or self.default_base_url
+
+    @property
+    def effective_limits(self) -> Limits:
+        assert self.limits is not None
+        return self.limits
+
+
+class AudienceImportDestination(DestinationBase):
+    documented_limits: ClassVar[Limits] = Limits(batch_size=100_000, requests_per_second=4, concurrency=4)
+    default_base_url: ClassVar[str] = "https://data.rokt.com"
+
+    endpoint: Literal["audience_import"]
+    account_id: str = Field(min_length=1)
+    action: Literal["include", "exclude"]
+    list_name: str | None = Field(default=None, alias="list", min_length=1)
+    send: Literal["sha256", "email"] = "sha256"
+    credentials: BasicKeyPair
+
+
+class AudienceImportLegacyDestination(DestinationBase):
+    documented_limits: ClassVar[Limits] = Limits(batch_size=100_000, requests_per_second=4, concurrency=4)
+    default_base_url: ClassVar[str] = "https://data.rokt.com"
+
+    endpoint: Literal["audience_import_legacy"]
+    account_id: str | None = None
+    action: Literal["include", "exclude"]
+    list_name: str | None = Field(default=None, alias="list", min_length=1)
+    send: Literal["sha256", "email"] = "sha256"
+    credentials: ApiKey
+
+
+Destination = Annotated[
+    Union[AudienceImportDestination, AudienceImportLegacyDestination],
+    Field(discriminator="endpoint"),
+]
+
+
+class OutputConfig(StrictModel):
+    uri: str = "out/"
+    rejects_include_values: bool = False
+
+
+class JobConfig(StrictModel):
+    job: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    source: SourceConfig
+    destination: Destination
+    output: OutputConfig = OutputConfig()
+
+    @model_validator(mode="after")
+    def _columns_fit_destination(self) -> JobConfig:
+        mapped = self.source.columns.mapped()
+        if "email" in mapped and "sha256" in mapped:
+            raise ValueError("source.columns: map either email or sha256, not both (one identifier per row)")
+        if getattr(self.destination, "send", None) == "email" and "email" not in mapped:
+            raise ValueError("destination.send: email needs a raw email column; pre-hashed input can only be sent as sha256")
+        return self
+
+
+def is_loopback(hostname: str) -> bool:
+    if hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def interpolate_environment(value: Any, where: str = "") -> Any:
+    """Replace ${VAR} in every string of the parsed YAML; an unset variable names its key and variable."""
+    if isinstance(value, dict):
+        return {k: interpolate_environment(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate_environment(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str):
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ConfigError(f"{where}: environment variable {name} is not set")
+            return os.environ[name]
+
+        return _ENV_REFERENCE.sub(substitute, value)
+    return value
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per problem, naming the key. Input values are left out: they may be secrets."""
+    lines = []
+    for problem in error.errors(include_input=False, include_url=False):
+        location = ".".join(str(part) for part in problem["loc"] if not _is_union_tag(part))
+        message = problem["msg"].removeprefix("Value error, ")
+        if problem["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling)"
+        elif problem["type"] == "union_tag_invalid":
+            expected = problem.get("ctx", {}).get("expected_tags", "")
+            message = f"unknown endpoint; expected one of {expected}"
+        lines.append(f"{location}: {message}" if location else message)
+    return "; ".join(lines)
+
+
+def _is_union_tag(part: Any) -> bool:
+    return isinstance(part, str) and part.startswith(("audience_import", "data_deletion", "nurture_", "network_", "account_"))
+
+
+def load_job(path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> JobConfig:
+    """Read, interpolate and validate a job file. Raises ConfigError with a one-line message."""
+    job_path = Path(path)
+    try:
+        raw = yaml.safe_load(job_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"job file not found: {job_path}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{job_path}: not valid YAML{where}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{job_path}: a job file is a YAML mapping with job, source, destination and output")
+    for dotted_key, value in (overrides or {}).items():
+        _set_dotted(raw, dotted_key, value)
+    try:
+        return JobConfig.model_validate(interpolate_environment(raw))
+    except ValidationError as exc:
+        raise ConfigError(f"{job_path}: {describe_validation_error(exc)}") from None
+
+
+def _set_dotted(tree: dict[str, Any], dotted_key: str, value: Any) -> None:
+    *parents, leaf = dotted_key.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+    tree[leaf] = value

@@ -1,0 +1,80 @@
+"""What an endpoint module declares, and the status -> error table they share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import requests
+
+from pipeline.batching import Batch
+from pipeline.config import Limits
+from pipeline.errors import TerminalError, TransientError
+from pipeline.http.retry import parse_retry_after
+from pipeline.prepare.hashing import WireEncoding
+
+# Statuses after which a retry may succeed. 429 and 503 mean the server did nothing.
+TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+NOT_ACTED_STATUSES = frozenset({429, 503})
+# Statuses that will fail every other request of the run too.
+RUN_STOPPING_STATUSES = frozenset({401, 403})
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    url: str
+    headers: dict[str, str]
+    json: Any = None
+    params: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """Static facts of an endpoint family."""
+
+    family: str
+    retry_safe: bool  # idempotent: a retried request cannot do harm
+    wire_encoding: WireEncoding
+    identifier_role: str
+    limits: Limits
+    status_hints: dict[int, str] = field(default_factory=dict)
+
+
+class Endpoint(Protocol):
+    spec: EndpointSpec
+
+    def build_request(self, batch: Batch) -> HttpRequest: ...
+
+    def read_response(self, response: requests.Response) -> dict[str, str]:
+        """The IDs the API returned (body and headers); raises TransientError or TerminalError."""
+        ...
+
+
+def raise_for_status(response: requests.Response, spec: EndpointSpec) -> None:
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    detail = error_detail(response)
+    hint = spec.status_hints.get(status, "")
+    message = f"HTTP {status} from {spec.family}" + (f" ({detail})" if detail else "") + (f": {hint}" if hint else "")
+    if status in TRANSIENT_STATUSES:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        not_acted = status == 429 or (status == 503 and retry_after is not None)
+        raise TransientError(message, http_status=status, retry_after=retry_after, may_have_arrived=not not_acted)
+    raise TerminalError(message, http_status=status, stops_run=status in RUN_STOPPING_STATUSES)
+
+
+def error_detail(response: requests.Response) -> str:
+    """A short, safe description of an error body: its error code name, never echoed input."""
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and isinstance(error.get("error"), str):
+            return error["error"][:80]
+        if isinstance(error, str):
+            return error[:80]
+    return ""

@@ -1,0 +1,53 @@
+"""Rate and concurrency limits shared by every attempt of a run, retries included."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from contextlib import contextmanager
+from typing import Iterator
+
+
+class SlidingWindowRateLimiter:
+    """At most `capacity` starts in any window of `window` seconds.
+
+    For 4 requests/s that is 4 starts in any one second, the way a server counts, not one start every
+    250 ms. `margin` widens the window a little so that arrival jitter on the server side never makes
+    a compliant client look like a violator.
+    """
+
+    def __init__(self, requests_per_second: float, margin: float = 0.03, clock=time.monotonic, sleep=time.sleep):
+        self.capacity = max(1, math.floor(requests_per_second))
+        self.window = self.capacity / requests_per_second + margin
+        self._starts: deque[float] = deque()
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._sleep = sleep
+
+    def acquire(self) -> None:
+        while True:
+            with self._lock:
+                now = self._clock()
+                while self._starts and now - self._starts[0] >= self.window:
+                    self._starts.popleft()
+                if len(self._starts) < self.capacity:
+                    self._starts.append(now)
+                    return
+                wait = self.window - (now - self._starts[0])
+            self._sleep(max(wait, 0.001))
+
+
+class RequestGate:
+    """Every attempt passes here: it holds a concurrency slot for the whole request and takes a rate start."""
+
+    def __init__(self, requests_per_second: float, concurrency: int):
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self._rate = SlidingWindowRateLimiter(requests_per_second)
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        with self._slots:
+            self._rate.acquire()
+            yield

@@ -1,0 +1,46 @@
+"""One immutable retry policy: capped exponential backoff with full jitter, honouring Retry-After."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 6
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    max_retry_after: float = 120.0
+    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        backoff = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        jittered = self.rng.uniform(backoff / 2, backoff)
+        if retry_after is None:
+            return jittered
+        # The server's wish is a floor; a little jitter on top keeps parallel workers from waking together.
+        return min(self.max_retry_after, retry_after) + self.rng.uniform(0, min(1.0, self.base_delay))
+
+    def can_retry(self, attempt: int) -> bool:
+        return attempt < self.max_attempts
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds: delta-seconds or an HTTP-date; None when absent or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    now = now or datetime.now(timezone.utc)
+    return max(0.0, (when - now).total_seconds())

@@ -1,0 +1,84 @@
+"""pandera (polars backend) schemas for normalised identifier columns.
+
+Each check's `error` text is the reason written to rejects.csv, so it must read well to a data engineer.
+Validate DataFrames, not LazyFrames: pandera skips data checks on LazyFrames.
+"""
+
+from __future__ import annotations
+
+import pandera.polars as pa
+import polars as pl
+
+from pipeline.prepare.hashing import BASE64_SHA256, HEX_SHA256
+
+_NOT_CONTROL = r"[^@\x00-\x1f\x7f]"
+_EMAIL = rf"^{_NOT_CONTROL}+@[^@\x00-\x1f\x7f.]+(\.[^@\x00-\x1f\x7f.]+)+$"
+MAX_EMAIL_LENGTH = 254
+
+EMPTY_REASON = "empty"
+
+
+def _matches(pattern: str):
+    def check(data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(pl.col(data.key).str.contains(pattern))
+
+    return check
+
+
+def _not_blank(data: pa.PolarsData) -> pl.LazyFrame:
+    return data.lazyframe.select(pl.col(data.key).str.len_chars() > 0)
+
+
+def _short_enough(data: pa.PolarsData) -> pl.LazyFrame:
+    return data.lazyframe.select(pl.col(data.key).str.len_bytes() <= MAX_EMAIL_LENGTH)
+
+
+def _control_free(data: pa.PolarsData) -> pl.LazyFrame:
+    return data.lazyframe.select(~pl.col(data.key).str.contains(r"[\x00-\x1f\x7f]"))
+
+
+_COLUMN_CHECKS = {
+    "email": [
+        pa.Check(_not_blank, name="email_not_blank", error=EMPTY_REASON),
+        pa.Check(_control_free, name="email_control_free", error="email contains control characters"),
+        pa.Check(_short_enough, name="email_length", error=f"email longer than {MAX_EMAIL_LENGTH} bytes"),
+        pa.Check(_matches(_EMAIL), name="email_format", error="not a valid email address"),
+    ],
+    "sha256": [
+        pa.Check(_not_blank, name="sha256_not_blank", error=EMPTY_REASON),
+        pa.Check(
+            _matches(f"{HEX_SHA256}|{BASE64_SHA256}"),
+            name="sha256_shape",
+            error="not a SHA-256 hash (expected 64 hex characters or a 44-character base64 digest)",
+        ),
+    ],
+}
+
+
+def identifier_schema(roles: list[str]) -> pa.DataFrameSchema:
+    return pa.DataFrameSchema(
+        {role: pa.Column(pl.String, nullable=False, checks=_COLUMN_CHECKS[role]) for role in roles},
+        strict=False,
+    )
+
+
+def failing_rows(frame: pl.DataFrame, roles: list[str]) -> pl.DataFrame:
+    """Rows of `frame` that fail validation: (position, role, reason), one per row (its first failure)."""
+    try:
+        identifier_schema(roles).validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as errors:
+        # failure_cases also holds the failing values: never log it, keep only positions and reasons.
+        cases = errors.failure_cases
+        schema_level = cases.filter(pl.col("index").is_null())
+        if schema_level.height:
+            raise TypeError(f"identifier columns do not have the expected type: {schema_level['check'].to_list()}")
+        return (
+            cases.select(
+                pl.col("index").cast(pl.UInt32).alias("position"),
+                pl.col("column").alias("role"),
+                pl.when(pl.col("check") == "not_nullable").then(pl.lit(EMPTY_REASON)).otherwise(pl.col("check")).alias("reason"),
+            )
+            .unique(subset="position", keep="first", maintain_order=True)
+            .sort("position")
+        )
+    return pl.DataFrame(schema={"position": pl.UInt32, "role": pl.String, "reason": pl.String})

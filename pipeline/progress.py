@@ -1,0 +1,81 @@
+"""How a run reports itself: a live line on a terminal, one plain (or JSON) log line per batch elsewhere."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from typing import Any, Protocol
+
+log = logging.getLogger("pipeline.run")
+
+
+class Progress(Protocol):
+    def start(self, batches: int, identifiers: int, skipped: int) -> None: ...
+    def batch_done(self, record: dict[str, Any]) -> None: ...
+    def finish(self) -> None: ...
+
+
+class LogProgress:
+    """One line per batch: what Airflow and CI logs want."""
+
+    def start(self, batches: int, identifiers: int, skipped: int) -> None:
+        log.info("sending %d identifiers in %d batches (%d already accepted under this run id)", identifiers, batches, skipped)
+
+    def batch_done(self, record: dict[str, Any]) -> None:
+        log.info(
+            "batch %s: %s, %s identifiers, http %s, %s attempt(s)%s",
+            record["batch"], record["status"], record["records"], record["http_status"], record["attempts"],
+            f", {record['error']}" if record.get("error") else "",
+        )
+
+    def finish(self) -> None:
+        pass
+
+
+class TerminalProgress:
+    """A single updating line: batches and identifiers sent, rate, ETA."""
+
+    def __init__(self, stream=sys.stderr):
+        self._stream = stream
+        self._lock = threading.Lock()
+        self._batches = self._done = self._identifiers = self._sent = 0
+        self._started = time.monotonic()
+
+    def start(self, batches: int, identifiers: int, skipped: int) -> None:
+        self._batches, self._identifiers, self._done = batches, identifiers, skipped
+        self._started = time.monotonic()
+        self._draw()
+
+    def batch_done(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self._done += 1
+            self._sent += record["records"]
+            self._draw()
+
+    def _draw(self) -> None:
+        elapsed = max(time.monotonic() - self._started, 1e-6)
+        rate = self._sent / elapsed
+        remaining = max(self._identifiers - self._sent, 0)
+        eta = f"{remaining / rate:,.0f}s" if rate > 0 else "?"
+        self._stream.write(
+            f"\r  batches {self._done}/{self._batches}  identifiers {self._sent:,}/{self._identifiers:,}"
+            f"  {rate:,.0f}/s  ETA {eta}   "
+        )
+        self._stream.flush()
+
+    def finish(self) -> None:
+        self._stream.write("\n")
+        self._stream.flush()
+
+
+class SilentProgress:
+    def start(self, batches: int, identifiers: int, skipped: int) -> None:
+        pass
+
+    def batch_done(self, record: dict[str, Any]) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass

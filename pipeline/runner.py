@@ -1,0 +1,217 @@
+"""One job run: source -> validate -> normalise + hash -> dedupe -> batch -> send -> ledger.
+
+The only module that knows every stage.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import shutil
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pipeline.batching import Batch, count_batches, iter_batches
+from pipeline.config import JobConfig
+from pipeline.endpoints.base import Endpoint
+from pipeline.endpoints.registry import endpoint_for
+from pipeline.errors import ConfigError, InputError
+from pipeline.http.client import Delivery, Sender
+from pipeline.http.limits import RequestGate
+from pipeline.http.retry import RetryPolicy
+from pipeline.http.session import pooled_session
+from pipeline.ledger import REJECTS, SUMMARY, Ledger, utc_now, write_json_atomically
+from pipeline.prepare.prepared import PreparedInput, prepare_input
+from pipeline.progress import Progress, SilentProgress
+from pipeline.rejects import RejectsWriter
+from pipeline.sources.local import open_local_source
+
+log = logging.getLogger(__name__)
+
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+@=-]{0,199}$")
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    job: str
+    endpoint: str
+    dry_run: bool
+    output_dir: str
+    rows_read: int = 0
+    rows_rejected: int = 0
+    duplicates_dropped: int = 0
+    identifiers: int = 0
+    identifiers_sent: int = 0
+    identifiers_accepted: int = 0
+    requests: int = 0
+    retries: int = 0
+    batches: int = 0
+    batches_by_status: dict[str, int] = field(default_factory=dict)
+    reject_reasons: dict[str, int] = field(default_factory=dict)
+    elapsed_seconds: float = 0.0
+    estimated_send_seconds: float | None = None
+    stopped_reason: str | None = None
+    manifest_torn_lines: int = 0
+    started_at: str = ""
+    finished_at: str = ""
+
+    @property
+    def exit_code(self) -> int:
+        unfinished = sum(n for status, n in self.batches_by_status.items() if status not in ("accepted", "already_accepted", "dry_run"))
+        return 1 if unfinished else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def run_output_dir(job: JobConfig, run_id: str) -> Path:
+    return Path(job.output.uri) / job.job / run_id
+
+
+def run_job(job: JobConfig, run_id: str | None = None, dry_run: bool = False, progress: Progress | None = None) -> RunSummary:
+    run_id = run_id or new_run_id()
+    if not _RUN_ID.match(run_id) or ".." in run_id:
+        raise ConfigError(f"--run-id {run_id!r}: use letters, digits and . _ : + @ = - (at most 200 characters)")
+    started = time.monotonic()
+    endpoint = endpoint_for(job)
+    out_dir = run_output_dir(job, run_id)
+    summary = RunSummary(run_id, job.job, endpoint.spec.family, dry_run, str(out_dir), started_at=utc_now())
+
+    prepared = prepare_job(job, endpoint, out_dir)
+    summary.rows_read, summary.rows_rejected = prepared.rows_read, prepared.rows_rejected
+    summary.duplicates_dropped, summary.identifiers = prepared.duplicates_dropped, prepared.identifiers
+    summary.reject_reasons = prepared.reject_reasons
+    refuse_useless_input(job, prepared, out_dir)
+
+    limits = endpoint.spec.limits
+    summary.batches = count_batches(prepared.identifiers, limits.batch_size)
+    ledger = Ledger(out_dir)
+    summary.manifest_torn_lines = ledger.torn_lines
+    try:
+        _send_all(job, endpoint, prepared, ledger, summary, run_id, dry_run, progress or SilentProgress())
+    finally:
+        ledger.close()
+        shutil.rmtree(out_dir / ".work", ignore_errors=True)
+    summary.elapsed_seconds = round(time.monotonic() - started, 3)
+    summary.finished_at = utc_now()
+    write_json_atomically(out_dir / SUMMARY, summary.to_dict())
+    return summary
+
+
+def prepare_job(job: JobConfig, endpoint: Endpoint, out_dir: Path) -> PreparedInput:
+    source_config = job.source
+    columns = source_config.columns.mapped()
+    source = open_local_source(
+        source_config.uri, source_config.format, columns,
+        delimiter=source_config.delimiter, has_header=source_config.has_header,
+    )
+    rejects = RejectsWriter(out_dir / REJECTS, source.files, columns, job.output.rejects_include_values)
+    return prepare_input(source, endpoint.spec.identifier_role, endpoint.spec.wire_encoding, out_dir / ".work", rejects)
+
+
+def refuse_useless_input(job: JobConfig, prepared: PreparedInput, out_dir: Path) -> None:
+    fraction = prepared.rows_rejected / prepared.rows_read
+    if fraction > job.source.max_reject_fraction:
+        reason, count = max(prepared.reject_reasons.items(), key=lambda item: item[1])
+        raise InputError(
+            f"{prepared.rows_rejected:,} of {prepared.rows_read:,} rows ({fraction:.1%}) are invalid, above "
+            f"source.max_reject_fraction={job.source.max_reject_fraction}; most common reason: {reason!r} "
+            f"({count:,} rows). Is the right column mapped? See {out_dir / REJECTS}. Nothing was sent."
+        )
+    if prepared.identifiers == 0:
+        raise InputError(f"no valid identifiers to send; see {out_dir / REJECTS}. Nothing was sent.")
+
+
+def _send_all(
+    job: JobConfig, endpoint: Endpoint, prepared: PreparedInput, ledger: Ledger, summary: RunSummary,
+    run_id: str, dry_run: bool, progress: Progress,
+) -> None:
+    limits = endpoint.spec.limits
+    already = ledger.accepted_batches()
+    by_status: dict[str, int] = {}
+    lock = threading.Lock()
+    retry = job.destination.retry
+    policy = RetryPolicy(retry.max_attempts, retry.base_delay_seconds, retry.max_delay_seconds, retry.max_retry_after_seconds)
+    session = pooled_session(limits.concurrency)
+    sender = Sender(session, RequestGate(limits.requests_per_second, limits.concurrency), policy, job.destination.timeout_seconds, endpoint)
+    # Bounded hand-off: batches are read only as fast as they are sent, so memory stays flat.
+    queue_slots = threading.Semaphore(limits.concurrency * 2)
+
+    def count(status: str) -> None:
+        with lock:
+            by_status[status] = by_status.get(status, 0) + 1
+
+    def record_for(batch: Batch, started_at: str, delivery: Delivery | None) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "run_id": run_id, "job": job.job, "endpoint": endpoint.spec.family, "batch": batch.index,
+            "records": batch.records, "digest": batch.digest,
+        }
+        if delivery is None:
+            record.update(status="dry_run", http_status=None, ids={}, attempts=0, error=None, ambiguous=False)
+        else:
+            record.update(
+                status=delivery.status, http_status=delivery.http_status, ids=delivery.ids, attempts=delivery.attempts,
+                error=delivery.error, ambiguous=delivery.ambiguous,
+            )
+        record.update(started_at=started_at, finished_at=utc_now())
+        return record
+
+    def send(batch: Batch) -> None:
+        try:
+            started_at = utc_now()
+            delivery = sender.deliver(endpoint.build_request(batch))
+            record = record_for(batch, started_at, delivery)
+            ledger.append(record)
+            with lock:
+                summary.requests += delivery.attempts
+                summary.retries += delivery.attempts - 1
+                summary.identifiers_sent += batch.records
+                if delivery.status == "accepted":
+                    summary.identifiers_accepted += batch.records
+            count(delivery.status)
+            progress.batch_done(record)
+            if delivery.stops_run and not sender.stopped.is_set():
+                summary.stopped_reason = delivery.error
+                log.error("stopping the run: %s", delivery.error)
+                sender.stop()
+        finally:
+            queue_slots.release()
+
+    to_send = summary.batches - len(already)
+    progress.start(summary.batches, prepared.identifiers, len(already))
+    futures: list[Future[None]] = []
+    with ThreadPoolExecutor(max_workers=limits.concurrency, thread_name_prefix="send") as pool:
+        for batch in iter_batches(prepared.unique_path, limits.batch_size):
+            if already.get(batch.index) == batch.digest:
+                count("already_accepted")
+                continue
+            if batch.index in already:
+                log.warning("batch %d differs from the one accepted under this run id (the input changed): sending it", batch.index)
+            if sender.stopped.is_set():
+                count("not_sent")
+            elif dry_run:
+                record = record_for(batch, utc_now(), None)
+                ledger.append(record)
+                count("dry_run")
+                progress.batch_done(record)
+            else:
+                queue_slots.acquire()
+                futures.append(pool.submit(send, batch))
+    for future in futures:
+        future.result()  # surfaces a bug in a worker instead of losing it
+    session.close()
+    progress.finish()
+    summary.batches_by_status = dict(sorted(by_status.items()))
+    if dry_run:
+        summary.estimated_send_seconds = round(max(to_send, 0) / limits.requests_per_second, 1)

@@ -1,0 +1,3 @@
+from pipeline.cli import main
+
+raise SystemExit(main(["sandbox", *__import__("sys").argv[1:]]))

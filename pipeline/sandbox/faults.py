@@ -1,0 +1,68 @@
+"""Fault injection: a script of faults for the next requests, and random rates, per family or for all."""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+# kinds: status (with status and optional retry_after: seconds or "date"), slow (delay_seconds, after acting),
+# reset_before (connection dropped before acting), reset_after (acted, then dropped), malformed (acted, bad body)
+KINDS = ("status", "slow", "reset_before", "reset_after", "malformed")
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    status: int | None = None
+    retry_after: str | None = None
+    delay_seconds: float = 0.0
+
+    @classmethod
+    def parse(cls, spec: dict[str, Any]) -> Fault:
+        kind = spec.get("kind", "status")
+        if kind not in KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; expected one of {KINDS}")
+        retry_after = spec.get("retry_after")
+        return cls(kind, spec.get("status"), None if retry_after is None else str(retry_after), float(spec.get("delay_seconds", 0)))
+
+
+class FaultPlan:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.clear()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._script: list[tuple[str | None, Fault]] = []
+            self._rates: list[tuple[str | None, float, Fault]] = []
+            self._latency: dict[str | None, float] = {}
+            self._rng = random.Random(0)
+
+    def configure(self, spec: dict[str, Any]) -> None:
+        """{"family": optional, "script": [fault, ...], "rates": [{"rate": 0.1, ...fault}], "latency_seconds": x, "seed": n}"""
+        family = spec.get("family")
+        with self._lock:
+            if "seed" in spec:
+                self._rng = random.Random(spec["seed"])
+            self._script.extend((family, Fault.parse(f)) for f in spec.get("script", []))
+            for entry in spec.get("rates", []):
+                self._rates.append((family, float(entry["rate"]), Fault.parse(entry)))
+            if "latency_seconds" in spec:
+                self._latency[family] = float(spec["latency_seconds"])
+
+    def latency(self, family: str) -> float:
+        with self._lock:
+            return self._latency.get(family, self._latency.get(None, 0.0))
+
+    def next_fault(self, family: str) -> Fault | None:
+        with self._lock:
+            for position, (target, fault) in enumerate(self._script):
+                if target in (None, family):
+                    del self._script[position]
+                    return fault
+            for target, rate, fault in self._rates:
+                if target in (None, family) and self._rng.random() < rate:
+                    return fault
+        return None

@@ -1,0 +1,47 @@
+"""The shape every sandbox handler shares."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from pipeline.sandbox.state import SandboxState
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    params: dict[str, str]
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    state: SandboxState
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+@dataclass
+class Reply:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    acted: bool = False  # the request changed server state (matters for faults that lose the answer)
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    family: str
+    handler: Callable[[Call], Reply]
+
+
+def route(method: str, path_regex: str, family: str, handler: Callable[[Call], Reply]) -> Route:
+    return Route(method, re.compile(f"^{path_regex}$"), family, handler)
+
+
+def error_reply(status: int, message: str) -> Reply:
+    return Reply(status, {"error": message})

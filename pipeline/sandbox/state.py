@@ -1,0 +1,102 @@
+"""What the sandbox remembers: every request it saw, the limits it enforces, and every limit violation."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FamilyLimits:
+    requests_per_second: float
+    concurrency: int
+
+
+@dataclass(frozen=True)
+class Credentials:
+    public_key: str = "rpub-sandbox"
+    secret_key: str = "rsec-sandbox"
+    legacy_api_key: str = "sandbox-legacy-api-key"
+
+
+@dataclass
+class FamilyCounters:
+    starts: deque[float] = field(default_factory=deque)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    max_starts_in_window: int = 0
+
+
+class SandboxState:
+    def __init__(self, limits: dict[str, FamilyLimits], credentials: Credentials, keep_identifiers: bool = True):
+        self.lock = threading.Lock()
+        self.limits = dict(limits)
+        self.credentials = credentials
+        self.keep_identifiers = keep_identifiers
+        self.reset()
+
+    def reset(self) -> None:
+        with self.lock:
+            self.received: list[dict[str, Any]] = []  # accepted requests: what the "real" API would have acted on
+            self.attempts: list[dict[str, Any]] = []  # every request, with the answer it got
+            self.violations: list[dict[str, Any]] = []
+            self.counters: dict[str, FamilyCounters] = {}
+            self.sequence = 0
+
+    def enter(self, family: str) -> str | None:
+        """Count a request's start; return a violation description when it breaks the family's limits."""
+        now = time.monotonic()
+        limits = self.limits.get(family)
+        with self.lock:
+            counters = self.counters.setdefault(family, FamilyCounters())
+            counters.in_flight += 1
+            counters.max_in_flight = max(counters.max_in_flight, counters.in_flight)
+            violation = None
+            if limits is not None:
+                capacity = max(1, math.floor(limits.requests_per_second))
+                window = capacity / limits.requests_per_second
+                while counters.starts and now - counters.starts[0] >= window:
+                    counters.starts.popleft()
+                if len(counters.starts) >= capacity:
+                    violation = f"more than {capacity} requests started within {window:g}s"
+                elif counters.in_flight > limits.concurrency:
+                    violation = f"more than {limits.concurrency} requests in flight"
+            counters.starts.append(now)
+            counters.max_starts_in_window = max(counters.max_starts_in_window, len(counters.starts))
+            if violation:
+                self.violations.append({"family": family, "violation": violation, "at": time.time()})
+            return violation
+
+    def leave(self, family: str) -> None:
+        with self.lock:
+            self.counters[family].in_flight -= 1
+
+    def record_attempt(self, entry: dict[str, Any]) -> None:
+        with self.lock:
+            self.attempts.append(entry)
+
+    def record_received(self, entry: dict[str, Any]) -> int:
+        with self.lock:
+            self.sequence += 1
+            entry = {**entry, "sequence": self.sequence, "at": time.time()}
+            if not self.keep_identifiers:
+                entry.pop("identifiers", None)
+            self.received.append(entry)
+            return self.sequence
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "received": list(self.received),
+                "attempts": list(self.attempts),
+                "violations": list(self.violations),
+                "families": {
+                    name: {"max_in_flight": c.max_in_flight, "max_starts_in_window": c.max_starts_in_window}
+                    for name, c in self.counters.items()
+                },
+                "limits": {name: vars(limits) for name, limits in self.limits.items()},
+            }

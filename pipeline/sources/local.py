@@ -1,0 +1,108 @@
+"""Local files: a file, a directory of parts, or a glob; CSV (optionally gzip) or Parquet, read lazily."""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.errors import InputError
+
+FILE_INDEX = "__file"
+ROW_NUMBER = "__row"
+
+_CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz")
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+@dataclass(frozen=True)
+class SourceFrame:
+    """The source as one LazyFrame: one String column per role, plus the file index and 1-based data row."""
+
+    frame: pl.LazyFrame
+    files: tuple[str, ...]
+    columns: dict[str, str]  # role -> column name in the file
+
+
+def infer_format(path: str) -> str | None:
+    name = path.lower()
+    if name.endswith(_PARQUET_SUFFIXES):
+        return "parquet"
+    if name.endswith(_CSV_SUFFIXES):
+        return "csv"
+    return None
+
+
+def _is_data_file(path: Path) -> bool:
+    # Warehouse exports put markers (_SUCCESS) and hidden files beside the parts.
+    return path.is_file() and not path.name.startswith(("_", ".")) and path.stat().st_size > 0
+
+
+def resolve_local_files(uri: str) -> list[str]:
+    if any(ch in uri for ch in "*?["):
+        files = sorted(p for p in glob.glob(uri, recursive=True) if _is_data_file(Path(p)))
+        if not files:
+            raise InputError(f"source.uri: no data files match {uri}")
+        return files
+    path = Path(uri)
+    if path.is_dir():
+        files = sorted(str(p) for p in path.rglob("*") if _is_data_file(p) and infer_format(str(p)))
+        if not files:
+            raise InputError(f"source.uri: directory {uri} holds no CSV or Parquet files")
+        return files
+    if not path.exists():
+        raise InputError(f"source.uri: no such file or directory: {uri}")
+    if path.stat().st_size == 0:
+        raise InputError(f"source.uri: {uri} is empty (0 bytes)")
+    return [str(path)]
+
+
+def scan_file(path: str, fmt: str, columns: dict[str, str], *, delimiter: str, has_header: bool) -> pl.LazyFrame:
+    """One file as a LazyFrame of role columns (String), with its 1-based data row number."""
+    if fmt == "parquet":
+        frame = pl.scan_parquet(path, row_index_name=ROW_NUMBER, row_index_offset=1)
+    else:
+        frame = pl.scan_csv(
+            path,
+            separator=delimiter,
+            has_header=has_header,
+            infer_schema=False,
+            row_index_name=ROW_NUMBER,
+            row_index_offset=1,
+            quote_char='"',
+        )
+    try:
+        schema = frame.collect_schema()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise InputError(f"source: cannot read {path} as {fmt}: {type(exc).__name__}") from None
+    missing = [column for column in columns.values() if column not in schema]
+    if missing:
+        available = [name for name in schema.names() if name != ROW_NUMBER]
+        shown = ", ".join(repr(n) for n in available[:20]) + (" …" if len(available) > 20 else "")
+        hint = " (is the delimiter right?)" if fmt == "csv" and len(available) == 1 else ""
+        raise InputError(
+            f"source.columns: column {missing[0]!r} not found in {path}; the file has {shown}{hint}"
+        )
+    for role, column in columns.items():
+        dtype = schema[column]
+        if dtype.is_nested() or dtype == pl.Binary:
+            raise InputError(f"source.columns.{role}: column {column!r} in {path} has type {dtype}, expected text")
+    return frame.select(
+        pl.col(ROW_NUMBER).cast(pl.UInt64),
+        *[pl.col(column).cast(pl.String).alias(role) for role, column in columns.items()],
+    )
+
+
+def open_local_source(uri: str, fmt: str | None, columns: dict[str, str], *, delimiter: str, has_header: bool) -> SourceFrame:
+    files = resolve_local_files(uri)
+    frames = []
+    for index, path in enumerate(files):
+        file_format = fmt or infer_format(path)
+        if file_format is None:
+            raise InputError(f"source.format: cannot tell the format of {os.path.basename(path)}; set csv or parquet")
+        frame = scan_file(path, file_format, columns, delimiter=delimiter, has_header=has_header)
+        frames.append(frame.with_columns(pl.lit(index, dtype=pl.UInt32).alias(FILE_INDEX)))
+    return SourceFrame(frame=pl.concat(frames, how="vertical"), files=tuple(files), columns=columns)

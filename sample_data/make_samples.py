@@ -1,0 +1,44 @@
+"""Regenerate the small, deliberately messy sample inputs (synthetic addresses only)."""
+
+from __future__ import annotations
+
+import hashlib
+import base64
+from pathlib import Path
+
+import polars as pl
+
+HERE = Path(__file__).parent
+
+
+def customers() -> pl.DataFrame:
+    emails = [f"customer{i:03d}@example.com" for i in range(1, 181)]
+    messy = []
+    for i, email in enumerate(emails):
+        if i % 7 == 0:
+            email = email.upper()
+        if i % 5 == 0:
+            email = f"  {email} "
+        if i % 11 == 0:
+            email = email.replace("@", " @")
+        messy.append(email)
+    messy += [emails[3].upper(), f" {emails[4]}", emails[10]]  # duplicates after normalisation
+    messy += ["not-an-email", "", "customer@nodot", None, "two@@example.com"]  # 5 invalid of 188 (2.7%)
+    ids = list(range(1, len(messy) + 1))
+    return pl.DataFrame({"Customer ID": ids, "Email Address": messy, "Country": ["US"] * len(messy)})
+
+
+def hashed_unsubscribes() -> pl.DataFrame:
+    emails = [f"lapsed{i:03d}@example.org" for i in range(1, 101)]
+    digests = [hashlib.sha256(e.encode()).digest() for e in emails]
+    values = [d.hex() if i % 2 else base64.b64encode(d).decode() for i, d in enumerate(digests)]
+    values[7] = values[7].upper()  # hex in capitals still matches
+    values.append("deadbeef")  # neither encoding: rejected
+    return pl.DataFrame({"email_sha256": values, "source": ["crm"] * len(values)})
+
+
+if __name__ == "__main__":
+    customers().write_csv(HERE / "customers.csv")
+    customers().write_parquet(HERE / "customers.parquet")
+    hashed_unsubscribes().write_csv(HERE / "suppression_hashed.csv")
+    print("wrote", *sorted(p.name for p in HERE.glob("*.*") if p.suffix != ".py"))
