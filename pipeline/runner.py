@@ -169,6 +169,9 @@ def _send_all(
 
     def send(batch: Batch) -> None:
         try:
+            if sender.stopped.is_set():  # queued before the stop: never attempted, so no manifest line
+                count("not_sent")
+                return
             started_at = utc_now()
             delivery = sender.deliver(endpoint.build_request(batch))
             record = record_for(batch, started_at, delivery)

@@ -7,9 +7,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-# kinds: status (with status and optional retry_after: seconds or "date"), slow (delay_seconds, after acting),
+# kinds: none (a placeholder in a script: this request is served normally), status (with status and optional retry_after: seconds or "date"), slow (delay_seconds, after acting),
 # reset_before (connection dropped before acting), reset_after (acted, then dropped), malformed (acted, bad body)
-KINDS = ("status", "slow", "reset_before", "reset_after", "malformed")
+KINDS = ("none", "status", "slow", "reset_before", "reset_after", "malformed")
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class FaultPlan:
             for position, (target, fault) in enumerate(self._script):
                 if target in (None, family):
                     del self._script[position]
-                    return fault
+                    return None if fault.kind == "none" else fault
             for target, rate, fault in self._rates:
                 if target in (None, family) and self._rng.random() < rate:
                     return fault

@@ -1,0 +1,69 @@
+"""Retry policy, Retry-After parsing and the sliding-window rate limiter, with a fake clock."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+
+from pipeline.http.limits import SlidingWindowRateLimiter
+from pipeline.http.retry import RetryPolicy, parse_retry_after
+
+
+def test_retry_after_in_seconds_and_as_http_date() -> None:
+    now = datetime(2026, 11, 22, 12, 0, 0, tzinfo=timezone.utc)
+    assert parse_retry_after("3") == 3.0
+    assert parse_retry_after(format_datetime(now + timedelta(seconds=7), usegmt=True), now=now) == 7.0
+    assert parse_retry_after(format_datetime(now - timedelta(seconds=7), usegmt=True), now=now) == 0.0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+
+
+def test_backoff_grows_is_capped_and_jittered() -> None:
+    policy = RetryPolicy(max_attempts=10, base_delay=1.0, max_delay=8.0, rng=random.Random(1))
+    delays = [policy.delay(attempt) for attempt in range(1, 9)]
+    assert all(0.5 <= d <= 1.0 for d in delays[:1])
+    assert all(4.0 <= d <= 8.0 for d in delays[4:])
+    assert len(set(delays)) == len(delays)  # jitter
+
+
+def test_retry_after_is_a_floor_and_is_capped() -> None:
+    policy = RetryPolicy(base_delay=0.1, max_retry_after=60, rng=random.Random(2))
+    assert 5.0 <= policy.delay(1, retry_after=5) <= 5.1
+    assert 60.0 <= policy.delay(1, retry_after=3600) <= 60.1
+
+
+def test_attempts_are_bounded() -> None:
+    policy = RetryPolicy(max_attempts=3)
+    assert policy.can_retry(2) and not policy.can_retry(3)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_never_more_than_capacity_starts_in_any_window() -> None:
+    clock = FakeClock()
+    limiter = SlidingWindowRateLimiter(4, margin=0.0, clock=clock, sleep=clock.sleep)
+    starts = []
+    for _ in range(40):
+        limiter.acquire()
+        starts.append(clock.now)
+    for i, start in enumerate(starts):
+        assert sum(1 for other in starts[i:] if other - start < 1.0) <= 4
+    assert starts[-1] - starts[0] < 10.0  # and it is not slower than the limit
+
+
+def test_fractional_rate() -> None:
+    clock = FakeClock()
+    limiter = SlidingWindowRateLimiter(0.5, margin=0.0, clock=clock, sleep=clock.sleep)
+    limiter.acquire()
+    limiter.acquire()
+    assert clock.now >= 102.0
