@@ -10,7 +10,7 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Mapping, Union
 from urllib.parse import urlparse
 
 import yaml
@@ -183,18 +183,23 @@ def is_loopback(hostname: str) -> bool:
         return False
 
 
-def interpolate_environment(value: Any, where: str = "") -> Any:
-    """Replace ${VAR} in every string of the parsed YAML; an unset variable names its key and variable."""
+def interpolate_environment(value: Any, where: str = "", environment: Mapping[str, str] | None = None) -> Any:
+    """Replace ${VAR} in every string of the parsed YAML; an unset variable names its key and variable.
+
+    `environment` defaults to os.environ; a scheduler passes its own mapping (secrets from its store)
+    so they never enter the process environment or the job file.
+    """
+    env = os.environ if environment is None else environment
     if isinstance(value, dict):
-        return {k: interpolate_environment(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        return {k: interpolate_environment(v, f"{where}.{k}" if where else str(k), env) for k, v in value.items()}
     if isinstance(value, list):
-        return [interpolate_environment(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [interpolate_environment(v, f"{where}[{i}]", env) for i, v in enumerate(value)]
     if isinstance(value, str):
         def substitute(match: re.Match[str]) -> str:
             name = match.group(1)
-            if name not in os.environ:
+            if name not in env:
                 raise ConfigError(f"{where}: environment variable {name} is not set")
-            return os.environ[name]
+            return env[name]
 
         return _ENV_REFERENCE.sub(substitute, value)
     return value
@@ -219,8 +224,16 @@ def _is_union_tag(part: Any) -> bool:
     return isinstance(part, str) and part.startswith(("audience_import", "data_deletion", "nurture_", "network_", "account_"))
 
 
-def load_job(path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> JobConfig:
-    """Read, interpolate and validate a job file. Raises ConfigError with a one-line message."""
+def load_job(
+    path: str | os.PathLike[str],
+    overrides: dict[str, Any] | None = None,
+    environment: Mapping[str, str] | None = None,
+) -> JobConfig:
+    """Read, interpolate and validate a job file. Raises ConfigError with a one-line message.
+
+    `overrides` sets dotted keys before validation (e.g. {"source.uri": "s3://…"}); `environment` replaces
+    os.environ for ${VAR} lookups.
+    """
     job_path = Path(path)
     try:
         raw = yaml.safe_load(job_path.read_text(encoding="utf-8"))
@@ -235,7 +248,7 @@ def load_job(path: str | os.PathLike[str], overrides: dict[str, Any] | None = No
     for dotted_key, value in (overrides or {}).items():
         _set_dotted(raw, dotted_key, value)
     try:
-        return JobConfig.model_validate(interpolate_environment(raw))
+        return JobConfig.model_validate(interpolate_environment(raw, environment=environment))
     except ValidationError as exc:
         raise ConfigError(f"{job_path}: {describe_validation_error(exc)}") from None
 

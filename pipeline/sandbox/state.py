@@ -34,13 +34,14 @@ class FamilyCounters:
 class SandboxState:
     def __init__(self, limits: dict[str, FamilyLimits], credentials: Credentials, keep_identifiers: bool = True):
         self.lock = threading.Lock()
-        self.limits = dict(limits)
+        self._default_limits = dict(limits)
         self.credentials = credentials
         self.keep_identifiers = keep_identifiers
         self.reset()
 
     def reset(self) -> None:
         with self.lock:
+            self.limits = dict(self._default_limits)
             self.received: list[dict[str, Any]] = []  # accepted requests: what the "real" API would have acted on
             self.attempts: list[dict[str, Any]] = []  # every request, with the answer it got
             self.violations: list[dict[str, Any]] = []
