@@ -10,6 +10,7 @@ from typing import Iterator
 import polars as pl
 
 WIRE = "wire"
+SUBJECT = "subject"
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class Batch:
     index: int  # 0-based, stable across runs of the same input
     identifiers: list[str]
     digest: str
+    subject: str | None = None  # one-subject endpoints: hex SHA-256 of the normalised identifier
 
     @property
     def records(self) -> int:
@@ -30,10 +32,14 @@ def batch_digest(identifiers: list[str]) -> str:
 
 def iter_batches(unique_identifiers: Path, batch_size: int) -> Iterator[Batch]:
     """Exactly `batch_size` identifiers per batch (the last may be smaller), in file order."""
+    frame = pl.scan_parquet(unique_identifiers)
+    if batch_size == 1 and SUBJECT in frame.collect_schema():
+        yield from _one_subject_batches(frame)
+        return
     pending: list[pl.Series] = []
     pending_rows = 0
     index = 0
-    for chunk in pl.scan_parquet(unique_identifiers).collect_batches(chunk_size=max(batch_size, 10_000)):
+    for chunk in frame.collect_batches(chunk_size=max(batch_size, 10_000)):
         pending.append(chunk.get_column(WIRE))
         pending_rows += chunk.height
         while pending_rows >= batch_size:
@@ -44,6 +50,14 @@ def iter_batches(unique_identifiers: Path, batch_size: int) -> Iterator[Batch]:
             pending, pending_rows = ([rest] if rest.len() else []), rest.len()
     if pending_rows:
         yield _batch(index, pl.concat(pending))
+
+
+def _one_subject_batches(frame: pl.LazyFrame) -> Iterator[Batch]:
+    index = 0
+    for chunk in frame.collect_batches(chunk_size=10_000):
+        for wire, subject in zip(chunk.get_column(WIRE).to_list(), chunk.get_column(SUBJECT).to_list()):
+            yield Batch(index=index, identifiers=[wire], digest=batch_digest([wire]), subject=subject)
+            index += 1
 
 
 def _batch(index: int, identifiers: pl.Series) -> Batch:

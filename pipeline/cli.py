@@ -51,6 +51,25 @@ def _parser() -> argparse.ArgumentParser:
     _common(validate)
     validate.set_defaults(command=_validate)
 
+    deletions = commands.add_parser("deletions", help="list, cancel and follow Data Deletion API tasks")
+    actions = deletions.add_subparsers(required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="print the account's deletion tasks with their lifecycle state")
+    listing.add_argument("--config", required=True, help="a job file with endpoint: data_deletion")
+    listing.add_argument("--status", help="only tasks in this state (pending, ready, actioned, cancelled)")
+    listing.add_argument("--json", action="store_true", help="JSON instead of a table")
+    _common(listing)
+    listing.set_defaults(command=_deletions_list)
+    cancel = actions.add_parser("cancel", help="cancel tasks still PENDING or READY")
+    cancel.add_argument("--config", required=True)
+    cancel.add_argument("task_ids", nargs="+", metavar="TASK_ID")
+    _common(cancel)
+    cancel.set_defaults(command=_deletions_cancel)
+    sync = actions.add_parser("sync", help="append the current state of a run's tasks to its manifest")
+    sync.add_argument("--config", required=True)
+    sync.add_argument("--run-id", required=True)
+    _common(sync)
+    sync.set_defaults(command=_deletions_sync)
+
     sandbox = commands.add_parser("sandbox", help="serve the local emulator of the Rokt APIs")
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8787)
@@ -111,6 +130,48 @@ def _validate(args: argparse.Namespace) -> int:
         refuse_useless_input(job, prepared, Path(job.output.uri) / job.job / "<run>")
     print(json.dumps(report, indent=2))
     print(f"ok: {prepared.identifiers:,} identifiers would be sent to {endpoint.spec.family}; nothing was sent")
+    return 0
+
+
+def _deletions_list(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from pipeline.deletions import list_tasks
+
+    now = datetime.now(timezone.utc)
+    tasks = list_tasks(load_job(args.config), args.status)
+    rows = [{"taskId": t.task_id, "status": t.status, "creationTime": t.raw.get("creationTime"), **t.days_left(now)} for t in tasks]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'TASK ID':<38} {'STATUS':<11} {'CREATED':<26} {'DAYS TO READY':>13} {'DAYS TO ACTIONED (MAX)':>22}")
+    for row in rows:
+        print(f"{row['taskId']:<38} {row['status']:<11} {str(row['creationTime']):<26} "
+              f"{_or_dash(row['days_to_ready']):>13} {_or_dash(row['days_to_actioned_max']):>22}")
+    print(f"{len(rows)} task(s)")
+    return 0
+
+
+def _or_dash(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _deletions_cancel(args: argparse.Namespace) -> int:
+    from pipeline.deletions import cancel_tasks
+
+    outcomes = cancel_tasks(load_job(args.config), args.task_ids)
+    for outcome in outcomes:
+        print(f"{outcome.task_id}: {'cancelled' if outcome.cancelled else 'not cancelled'} "
+              f"(HTTP {outcome.http_status}){'' if outcome.cancelled else ': ' + outcome.message}")
+    return 0 if all(o.cancelled for o in outcomes) else 1
+
+
+def _deletions_sync(args: argparse.Namespace) -> int:
+    from pipeline.deletions import sync_run
+
+    result = sync_run(load_job(args.config), args.run_id)
+    states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(result["by_status"].items())) or "no tasks"
+    print(f"run {result['run_id']}: {result['tasks']} task(s): {states}; {result['open']} still open")
     return 0
 
 

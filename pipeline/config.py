@@ -72,10 +72,21 @@ class ApiKey(StrictModel):
     api_key: SecretStr
 
 
-class DestinationBase(StrictModel):
-    """What every endpoint shares. Subclasses set `documented_limits` and `default_base_url`."""
+class AppCredentials(StrictModel):
+    app_id: SecretStr
+    app_secret: SecretStr
 
-    documented_limits: ClassVar[Limits]
+
+class DestinationBase(StrictModel):
+    """What every endpoint shares.
+
+    Subclasses set `default_limits`, `max_limits` (the documented maximum where Rokt documents one, else a
+    conservative cap) and `default_base_url`.
+    """
+
+    default_limits: ClassVar[Limits]
+    max_limits: ClassVar[Limits]
+    limits_documented: ClassVar[bool] = False
     default_base_url: ClassVar[str]
 
     base_url: str | None = None
@@ -89,16 +100,17 @@ class DestinationBase(StrictModel):
         if isinstance(data, dict):
             given = data.get("limits") or {}
             if isinstance(given, dict):
-                data = {**data, "limits": {**cls.documented_limits.model_dump(), **given}}
+                data = {**data, "limits": {**cls.default_limits.model_dump(), **given}}
         return data
 
     @model_validator(mode="after")
-    def _within_documented_limits(self) -> DestinationBase:
+    def _within_maximum_limits(self) -> DestinationBase:
         assert self.limits is not None
+        kind = "documented maximum" if self.limits_documented else "maximum this endpoint allows"
         for key in ("batch_size", "requests_per_second", "concurrency"):
-            given, maximum = getattr(self.limits, key), getattr(self.documented_limits, key)
+            given, maximum = getattr(self.limits, key), getattr(self.max_limits, key)
             if given > maximum:
-                raise ValueError(f"limits.{key}: {given} is above the documented maximum of {maximum}")
+                raise ValueError(f"limits.{key}: {given} is above the {kind} of {maximum}")
         return self
 
     @field_validator("base_url")
@@ -123,8 +135,13 @@ class DestinationBase(StrictModel):
         return self.limits
 
 
+_AUDIENCE_LIMITS = Limits(batch_size=100_000, requests_per_second=4, concurrency=4)
+
+
 class AudienceImportDestination(DestinationBase):
-    documented_limits: ClassVar[Limits] = Limits(batch_size=100_000, requests_per_second=4, concurrency=4)
+    default_limits: ClassVar[Limits] = _AUDIENCE_LIMITS
+    max_limits: ClassVar[Limits] = _AUDIENCE_LIMITS
+    limits_documented: ClassVar[bool] = True
     default_base_url: ClassVar[str] = "https://data.rokt.com"
 
     endpoint: Literal["audience_import"]
@@ -136,7 +153,9 @@ class AudienceImportDestination(DestinationBase):
 
 
 class AudienceImportLegacyDestination(DestinationBase):
-    documented_limits: ClassVar[Limits] = Limits(batch_size=100_000, requests_per_second=4, concurrency=4)
+    default_limits: ClassVar[Limits] = _AUDIENCE_LIMITS
+    max_limits: ClassVar[Limits] = _AUDIENCE_LIMITS
+    limits_documented: ClassVar[bool] = True
     default_base_url: ClassVar[str] = "https://data.rokt.com"
 
     endpoint: Literal["audience_import_legacy"]
@@ -147,8 +166,36 @@ class AudienceImportLegacyDestination(DestinationBase):
     credentials: ApiKey
 
 
+class DataDeletionDestination(DestinationBase):
+    # Batch size and rate are not documented. One request in flight keeps the new task identifiable when the
+    # 202 carries no task ID (it is found by listing tasks before and after).
+    default_limits: ClassVar[Limits] = Limits(batch_size=10_000, requests_per_second=1, concurrency=1)
+    max_limits: ClassVar[Limits] = Limits(batch_size=100_000, requests_per_second=10, concurrency=1)
+    default_base_url: ClassVar[str] = "https://api.rokt.com"
+
+    endpoint: Literal["data_deletion"]
+    account_id: str = Field(min_length=1)
+    send: Literal["sha256", "email"] = "sha256"
+    credentials: AppCredentials
+
+
+class NurtureUnsubscribeDestination(DestinationBase):
+    # One email per request; the rate is not documented, so the defaults are conservative.
+    default_limits: ClassVar[Limits] = Limits(batch_size=1, requests_per_second=50, concurrency=8)
+    max_limits: ClassVar[Limits] = Limits(batch_size=1, requests_per_second=200, concurrency=32)
+    default_base_url: ClassVar[str] = "https://api.data.rokt.com"
+
+    endpoint: Literal["nurture_unsubscribe"]
+    credentials: ApiKey
+
+
 Destination = Annotated[
-    Union[AudienceImportDestination, AudienceImportLegacyDestination],
+    Union[
+        AudienceImportDestination,
+        AudienceImportLegacyDestination,
+        DataDeletionDestination,
+        NurtureUnsubscribeDestination,
+    ],
     Field(discriminator="endpoint"),
 ]
 
@@ -171,6 +218,8 @@ class JobConfig(StrictModel):
             raise ValueError("source.columns: map either email or sha256, not both (one identifier per row)")
         if getattr(self.destination, "send", None) == "email" and "email" not in mapped:
             raise ValueError("destination.send: email needs a raw email column; pre-hashed input can only be sent as sha256")
+        if isinstance(self.destination, NurtureUnsubscribeDestination) and "email" not in mapped:
+            raise ValueError("source.columns: nurture_unsubscribe sends raw emails; map an email column")
         return self
 
 

@@ -52,6 +52,13 @@ class TransientError(SendError):
         self.may_have_arrived = may_have_arrived
 
 
+class CredentialsExpired(TransientError):
+    """The API refused a credential that may only have expired (an OAuth token): refresh once and retry."""
+
+    def __init__(self, message: str, *, http_status: int | None = None):
+        super().__init__(message, http_status=http_status, may_have_arrived=False)
+
+
 class TerminalError(SendError):
     """Retrying will not help: the request is wrong or not allowed.
 

@@ -70,6 +70,10 @@ class Ledger:
         """batch index -> digest of every batch already accepted under this run id."""
         return {r["batch"]: r["digest"] for r in self.records if r.get("status") == "accepted" and "batch" in r}
 
+    def accepted_subjects(self) -> set[str]:
+        """Subjects of one-subject requests already accepted under this run id: never sent again."""
+        return {r["subject"] for r in self.records if r.get("status") == "accepted" and "subject" in r}
+
     def append(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, separators=(",", ":"), sort_keys=False) + "\n"
         with self._lock:

@@ -21,11 +21,8 @@ from pipeline.batching import Batch, count_batches, iter_batches
 from pipeline.config import JobConfig
 from pipeline.endpoints.base import Endpoint
 from pipeline.endpoints.registry import endpoint_for
-from pipeline.errors import ConfigError, InputError
-from pipeline.http.client import Delivery, Sender
-from pipeline.http.limits import RequestGate
-from pipeline.http.retry import RetryPolicy
-from pipeline.http.session import pooled_session
+from pipeline.errors import ConfigError, InputError, SendError
+from pipeline.http.client import Delivery, Sender, sender_for
 from pipeline.ledger import REJECTS, SUMMARY, Ledger, utc_now, write_json_atomically
 from pipeline.prepare.prepared import PreparedInput, prepare_input
 from pipeline.progress import Progress, SilentProgress
@@ -52,6 +49,7 @@ class RunSummary:
     identifiers_accepted: int = 0
     requests: int = 0
     retries: int = 0
+    ambiguous: int = 0
     batches: int = 0
     batches_by_status: dict[str, int] = field(default_factory=dict)
     reject_reasons: dict[str, int] = field(default_factory=dict)
@@ -117,7 +115,8 @@ def prepare_job(job: JobConfig, endpoint: Endpoint, out_dir: Path) -> PreparedIn
         delimiter=source_config.delimiter, has_header=source_config.has_header,
     )
     rejects = RejectsWriter(out_dir / REJECTS, source.files, columns, job.output.rejects_include_values)
-    return prepare_input(source, endpoint.spec.identifier_role, endpoint.spec.wire_encoding, out_dir / ".work", rejects)
+    spec = endpoint.spec
+    return prepare_input(source, spec.identifier_role, spec.wire_encoding, out_dir / ".work", rejects, with_subject=spec.one_subject)
 
 
 def refuse_useless_input(job: JobConfig, prepared: PreparedInput, out_dir: Path) -> None:
@@ -137,14 +136,13 @@ def _send_all(
     job: JobConfig, endpoint: Endpoint, prepared: PreparedInput, ledger: Ledger, summary: RunSummary,
     run_id: str, dry_run: bool, progress: Progress,
 ) -> None:
-    limits = endpoint.spec.limits
-    already = ledger.accepted_batches()
+    spec = endpoint.spec
+    limits = spec.limits
+    accepted_batches = ledger.accepted_batches()
+    accepted_subjects = ledger.accepted_subjects() if spec.one_subject else set()
     by_status: dict[str, int] = {}
     lock = threading.Lock()
-    retry = job.destination.retry
-    policy = RetryPolicy(retry.max_attempts, retry.base_delay_seconds, retry.max_delay_seconds, retry.max_retry_after_seconds)
-    session = pooled_session(limits.concurrency)
-    sender = Sender(session, RequestGate(limits.requests_per_second, limits.concurrency), policy, job.destination.timeout_seconds, endpoint)
+    sender = sender_for(job, endpoint)
     # Bounded hand-off: batches are read only as fast as they are sent, so memory stays flat.
     queue_slots = threading.Semaphore(limits.concurrency * 2)
 
@@ -154,15 +152,17 @@ def _send_all(
 
     def record_for(batch: Batch, started_at: str, delivery: Delivery | None) -> dict[str, Any]:
         record: dict[str, Any] = {
-            "run_id": run_id, "job": job.job, "endpoint": endpoint.spec.family, "batch": batch.index,
+            "run_id": run_id, "job": job.job, "endpoint": spec.family, "batch": batch.index,
             "records": batch.records, "digest": batch.digest,
         }
+        if batch.subject is not None:
+            record["subject"] = batch.subject
         if delivery is None:
             record.update(status="dry_run", http_status=None, ids={}, attempts=0, error=None, ambiguous=False)
         else:
             record.update(
                 status=delivery.status, http_status=delivery.http_status, ids=delivery.ids, attempts=delivery.attempts,
-                error=delivery.error, ambiguous=delivery.ambiguous,
+                error=delivery.error, ambiguous=delivery.ambiguous, **delivery.notes,
             )
         record.update(started_at=started_at, finished_at=utc_now())
         return record
@@ -174,12 +174,15 @@ def _send_all(
                 return
             started_at = utc_now()
             delivery = sender.deliver(endpoint.build_request(batch))
+            if delivery.status == "accepted":
+                delivery.ids, delivery.notes = _complete_ids(endpoint, batch, delivery, sender)
             record = record_for(batch, started_at, delivery)
             ledger.append(record)
             with lock:
                 summary.requests += delivery.attempts
                 summary.retries += delivery.attempts - 1
                 summary.identifiers_sent += batch.records
+                summary.ambiguous += int(delivery.ambiguous)
                 if delivery.status == "accepted":
                     summary.identifiers_accepted += batch.records
             count(delivery.status)
@@ -191,17 +194,23 @@ def _send_all(
         finally:
             queue_slots.release()
 
-    to_send = summary.batches - len(already)
-    progress.start(summary.batches, prepared.identifiers, len(already))
+    def already_accepted(batch: Batch) -> bool:
+        if spec.one_subject:
+            return batch.subject in accepted_subjects
+        if batch.index in accepted_batches and accepted_batches[batch.index] != batch.digest:
+            log.warning("batch %d differs from the one accepted under this run id (the input changed): sending it", batch.index)
+        return accepted_batches.get(batch.index) == batch.digest
+
+    skipped = len(accepted_subjects) if spec.one_subject else len(accepted_batches)
+    progress.start(summary.batches, prepared.identifiers, skipped)
+    if not dry_run and summary.batches > skipped:
+        _start_run(endpoint, sender, summary)
     futures: list[Future[None]] = []
     with ThreadPoolExecutor(max_workers=limits.concurrency, thread_name_prefix="send") as pool:
         for batch in iter_batches(prepared.unique_path, limits.batch_size):
-            if already.get(batch.index) == batch.digest:
+            if already_accepted(batch):
                 count("already_accepted")
-                continue
-            if batch.index in already:
-                log.warning("batch %d differs from the one accepted under this run id (the input changed): sending it", batch.index)
-            if sender.stopped.is_set():
+            elif sender.stopped.is_set():
                 count("not_sent")
             elif dry_run:
                 record = record_for(batch, utc_now(), None)
@@ -213,8 +222,26 @@ def _send_all(
                 futures.append(pool.submit(send, batch))
     for future in futures:
         future.result()  # surfaces a bug in a worker instead of losing it
-    session.close()
+    sender.close()
     progress.finish()
     summary.batches_by_status = dict(sorted(by_status.items()))
     if dry_run:
-        summary.estimated_send_seconds = round(max(to_send, 0) / limits.requests_per_second, 1)
+        to_send = summary.batches - by_status.get("already_accepted", 0)
+        summary.estimated_send_seconds = round(to_send / limits.requests_per_second, 1)
+
+
+def _start_run(endpoint: Endpoint, sender: Sender, summary: RunSummary) -> None:
+    try:
+        endpoint.on_run_start(sender.fetch)
+    except SendError as exc:
+        summary.stopped_reason = str(exc)
+        log.error("stopping the run before sending: %s", exc)
+        sender.stop()
+
+
+def _complete_ids(endpoint: Endpoint, batch: Batch, delivery: Delivery, sender: Sender) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The endpoint's follow-up for an accepted request; its failure never turns an acceptance into a failure."""
+    try:
+        return endpoint.after_accept(batch, delivery.ids, sender.fetch)
+    except SendError as exc:
+        return delivery.ids, {"ids_note": f"could not look up the IDs: {exc}"}

@@ -37,8 +37,22 @@ def hashed_unsubscribes() -> pl.DataFrame:
     return pl.DataFrame({"email_sha256": values, "source": ["crm"] * len(values)})
 
 
+def deletion_requests() -> pl.DataFrame:
+    emails = [f"Forget.Me{i:02d}@Example.net " for i in range(1, 31)]
+    emails += ["forget.me01@example.net", "no-at-sign.example.net"]  # a duplicate and an invalid row
+    return pl.DataFrame({"ticket": [f"DSR-{i}" for i in range(len(emails))], "email": emails})
+
+
+def unsubscribes() -> pl.DataFrame:
+    emails = [f" Unsub{i:03d}@Example.org" for i in range(1, 121)]
+    emails += ["unsub001@example.org", "UNSUB002@EXAMPLE.ORG", "broken@", ""]
+    return pl.DataFrame({"unsubscribed_at": ["2026-11-21"] * len(emails), "email": emails})
+
+
 if __name__ == "__main__":
     customers().write_csv(HERE / "customers.csv")
     customers().write_parquet(HERE / "customers.parquet")
     hashed_unsubscribes().write_csv(HERE / "suppression_hashed.csv")
+    deletion_requests().write_csv(HERE / "deletion_requests.csv")
+    unsubscribes().write_csv(HERE / "unsubscribes.csv")
     print("wrote", *sorted(p.name for p in HERE.glob("*.*") if p.suffix != ".py"))

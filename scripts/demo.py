@@ -16,6 +16,9 @@ SANDBOX_ENV = {
     "ROKT_PUBLIC_KEY": "rpub-sandbox",
     "ROKT_SECRET_KEY": "rsec-sandbox",
     "ROKT_LEGACY_API_KEY": "sandbox-legacy-api-key",
+    "ROKT_APP_ID": "sandbox-app-id",
+    "ROKT_APP_SECRET": "sandbox-app-secret",
+    "ROKT_WEBHOOK_API_KEY": "sandbox-webhook-api-key",
 }
 
 

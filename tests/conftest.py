@@ -18,6 +18,9 @@ SANDBOX_CREDENTIALS = {
     "ROKT_PUBLIC_KEY": "rpub-sandbox",
     "ROKT_SECRET_KEY": "rsec-sandbox",
     "ROKT_LEGACY_API_KEY": "sandbox-legacy-api-key",
+    "ROKT_APP_ID": "sandbox-app-id",
+    "ROKT_APP_SECRET": "sandbox-app-secret",
+    "ROKT_WEBHOOK_API_KEY": "sandbox-webhook-api-key",
 }
 
 
@@ -76,3 +79,62 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT, tim
 
 def received_identifiers(state: dict[str, Any], family: str = "audience_import") -> list[str]:
     return [value for request in state["received"] if request["family"] == family for value in request["identifiers"]]
+
+
+def deletion_job(tmp_path: Path, source: Path | str, **destination: Any) -> dict[str, Any]:
+    return {
+        "job": "test-deletion",
+        "source": {"uri": str(source), "columns": {"email": "email"}, "max_reject_fraction": 0.2},
+        "destination": {
+            "endpoint": "data_deletion",
+            "base_url": "${ROKT_SANDBOX_URL}",
+            "account_id": "2456192011195196284677",
+            "credentials": {"app_id": "${ROKT_APP_ID}", "app_secret": "${ROKT_APP_SECRET}"},
+            "limits": {"batch_size": 10, "requests_per_second": 10},
+            "retry": {"base_delay_seconds": 0.05, "max_delay_seconds": 0.5},
+            **destination,
+        },
+        "output": {"uri": str(tmp_path / "out")},
+    }
+
+
+def unsubscribe_job(tmp_path: Path, source: Path | str, **destination: Any) -> dict[str, Any]:
+    return {
+        "job": "test-unsubscribe",
+        "source": {"uri": str(source), "columns": {"email": "email"}, "max_reject_fraction": 0.2},
+        "destination": {
+            "endpoint": "nurture_unsubscribe",
+            "base_url": "${ROKT_SANDBOX_URL}",
+            "credentials": {"api_key": "${ROKT_WEBHOOK_API_KEY}"},
+            "retry": {"base_delay_seconds": 0.05, "max_delay_seconds": 0.5},
+            **destination,
+        },
+        "output": {"uri": str(tmp_path / "out")},
+    }
+
+
+def read_manifest(out: Path) -> list[dict[str, Any]]:
+    import json
+
+    [path] = out.glob("*/*/manifest.jsonl")
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def read_summary(out: Path) -> dict[str, Any]:
+    import json
+
+    [path] = out.glob("*/*/summary.json")
+    return json.loads(path.read_text())
+
+
+def valid_normalised_emails(path: Path, column: str = "email") -> set[str]:
+    import re
+
+    import polars as pl
+
+    out = set()
+    for value in pl.read_csv(path, infer_schema=False)[column].drop_nulls().to_list():
+        normalised = re.sub(r"\s", "", value).lower()
+        if re.fullmatch(r"[^@]+@[^@.]+(\.[^@.]+)+", normalised):
+            out.add(normalised)
+    return out

@@ -10,7 +10,7 @@ import requests
 
 from pipeline.batching import Batch
 from pipeline.config import AudienceImportDestination, AudienceImportLegacyDestination
-from pipeline.endpoints.base import EndpointSpec, HttpRequest, raise_for_status
+from pipeline.endpoints.base import EndpointBase, EndpointSpec, HttpRequest, raise_for_status
 from pipeline.http.auth import basic_key_pair, raw_api_key
 
 V3_PATH = "/v3/import/suppression"
@@ -24,7 +24,7 @@ _HINTS = {
 }
 
 
-class AudienceImport:
+class AudienceImport(EndpointBase):
     def __init__(self, destination: AudienceImportDestination | AudienceImportLegacyDestination, identifier_role: str):
         self.destination = destination
         legacy = isinstance(destination, AudienceImportLegacyDestination)

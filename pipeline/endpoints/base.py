@@ -1,9 +1,9 @@
-"""What an endpoint module declares, and the status -> error table they share."""
+"""What an endpoint module declares, the hooks it may override, and the status -> error table they share."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable
 
 import requests
 
@@ -13,9 +13,8 @@ from pipeline.errors import TerminalError, TransientError
 from pipeline.http.retry import parse_retry_after
 from pipeline.prepare.hashing import WireEncoding
 
-# Statuses after which a retry may succeed. 429 and 503 mean the server did nothing.
+# Statuses after which a retry may succeed. 429, and 503 with Retry-After, mean the server did nothing.
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
-NOT_ACTED_STATUSES = frozenset({429, 503})
 # Statuses that will fail every other request of the run too.
 RUN_STOPPING_STATUSES = frozenset({401, 403})
 
@@ -24,7 +23,7 @@ RUN_STOPPING_STATUSES = frozenset({401, 403})
 class HttpRequest:
     method: str
     url: str
-    headers: dict[str, str]
+    headers: dict[str, str] = field(default_factory=dict)
     json: Any = None
     params: dict[str, str] | None = None
 
@@ -38,17 +37,46 @@ class EndpointSpec:
     wire_encoding: WireEncoding
     identifier_role: str
     limits: Limits
+    one_subject: bool = False  # one identifier per request: the manifest keys it by `subject`
     status_hints: dict[int, str] = field(default_factory=dict)
 
 
-class Endpoint(Protocol):
+Fetch = Callable[[HttpRequest], requests.Response]
+
+
+class EndpointBase:
+    """Defaults for the optional hooks; an endpoint module overrides what its API needs."""
+
     spec: EndpointSpec
 
-    def build_request(self, batch: Batch) -> HttpRequest: ...
+    def auth_headers(self) -> dict[str, str]:
+        """Headers that may change between attempts (a refreshed OAuth token). Called per attempt."""
+        return {}
 
-    def read_response(self, response: requests.Response) -> dict[str, str]:
+    def refresh_credentials(self) -> bool:
+        """Drop cached credentials after CredentialsExpired; True when a retry may now succeed."""
+        return False
+
+    def on_run_start(self, fetch: Fetch) -> None:
+        """Called once before the first request of a run."""
+
+    def build_request(self, batch: Batch) -> HttpRequest:
+        raise NotImplementedError
+
+    def check_status(self, response: requests.Response) -> None:
+        """Raise the typed error for a non-2xx answer (used for reads too)."""
+        raise_for_status(response, self.spec)
+
+    def read_response(self, response: requests.Response) -> dict[str, Any]:
         """The IDs the API returned (body and headers); raises TransientError or TerminalError."""
-        ...
+        raise NotImplementedError
+
+    def after_accept(self, batch: Batch, ids: dict[str, Any], fetch: Fetch) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(ids, notes for the manifest) once a request is accepted: e.g. look up an ID the answer lacked."""
+        return ids, {}
+
+
+Endpoint = EndpointBase
 
 
 def raise_for_status(response: requests.Response, spec: EndpointSpec) -> None:
@@ -78,3 +106,11 @@ def error_detail(response: requests.Response) -> str:
         if isinstance(error, str):
             return error[:80]
     return ""
+
+
+def json_body(response: requests.Response) -> Any:
+    """The parsed body, or None when it is empty or not JSON."""
+    try:
+        return response.json()
+    except ValueError:
+        return None

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
-from pipeline.config import AudienceImportDestination, AudienceImportLegacyDestination, JobConfig
+from pipeline.config import (
+    AudienceImportDestination,
+    AudienceImportLegacyDestination,
+    DataDeletionDestination,
+    JobConfig,
+    NurtureUnsubscribeDestination,
+)
 from pipeline.endpoints.audience_import import AudienceImport
 from pipeline.endpoints.base import Endpoint
+from pipeline.endpoints.data_deletion import DataDeletion
+from pipeline.endpoints.nurture_unsubscribe import NurtureUnsubscribe
+
+_MODULES = {
+    AudienceImportDestination: AudienceImport,
+    AudienceImportLegacyDestination: AudienceImport,
+    DataDeletionDestination: DataDeletion,
+    NurtureUnsubscribeDestination: NurtureUnsubscribe,
+}
 
 
 def endpoint_for(job: JobConfig) -> Endpoint:
-    destination = job.destination
     (role,) = job.source.columns.mapped().keys()
-    if isinstance(destination, (AudienceImportDestination, AudienceImportLegacyDestination)):
-        return AudienceImport(destination, role)
-    raise NotImplementedError(f"no endpoint module for {destination.endpoint}")
+    return _MODULES[type(job.destination)](job.destination, role)

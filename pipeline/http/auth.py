@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import base64
+import random
+import threading
+import time
 
+import requests
 from pydantic import SecretStr
+
+from pipeline.errors import TerminalError, TransientError
 
 
 def basic_key_pair(public_key: SecretStr, secret_key: SecretStr) -> dict[str, str]:
@@ -19,3 +25,69 @@ def raw_api_key(api_key: SecretStr) -> dict[str, str]:
 def bearer(token: SecretStr | str) -> dict[str, str]:
     value = token.get_secret_value() if isinstance(token, SecretStr) else token
     return {"Authorization": f"Bearer {value}"}
+
+
+class OAuthClientCredentials:
+    """OAuth 2.0 client credentials with a cached token, refreshed shortly before it expires.
+
+    One instance per run, shared by all workers: the token is fetched once per hour of work, not per request.
+    The token and the app secret are never logged and never leave this object except in a header.
+    """
+
+    def __init__(self, token_url: str, app_id: SecretStr, app_secret: SecretStr, *, timeout: float = 30.0,
+                 refresh_margin: float = 300.0, clock=time.monotonic, session: requests.Session | None = None):
+        self._token_url = token_url
+        self._app_id = app_id
+        self._app_secret = app_secret
+        self._timeout = timeout
+        self._margin = refresh_margin
+        self._clock = clock
+        self._session = session or requests.Session()
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._expires_at = 0.0
+        self.fetches = 0
+
+    def headers(self) -> dict[str, str]:
+        return bearer(self.token())
+
+    def token(self) -> str:
+        with self._lock:
+            if self._token is None or self._clock() >= self._expires_at - self._margin:
+                self._token, lifetime = self._fetch()
+                self._expires_at = self._clock() + lifetime
+            return self._token
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._token = None
+
+    def _fetch(self) -> tuple[str, float]:
+        self.fetches += 1
+        last_problem = "no answer"
+        for attempt in range(1, 5):
+            try:
+                response = self._session.post(
+                    self._token_url,
+                    headers={**basic_key_pair(self._app_id, self._app_secret), "Accept": "application/json"},
+                    data={"grant_type": "client_credentials"},
+                    timeout=(10.0, self._timeout),
+                )
+            except requests.RequestException as exc:
+                last_problem = type(exc).__name__
+            else:
+                if response.status_code in (400, 401, 403):
+                    raise TerminalError(
+                        f"the OAuth token request was refused (HTTP {response.status_code}): check "
+                        "destination.credentials app_id and app_secret", http_status=response.status_code, stops_run=True,
+                    )
+                if response.ok:
+                    try:
+                        body = response.json()
+                        return str(body["access_token"]), float(body.get("expires_in", 3600))
+                    except (ValueError, KeyError, TypeError):
+                        last_problem = "an answer without access_token"
+                else:
+                    last_problem = f"HTTP {response.status_code}"
+            time.sleep(min(8.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
+        raise TransientError(f"could not get an OAuth token: {last_problem}")

@@ -4,27 +4,31 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Callable, Literal, TypeVar
 
 import requests
 import urllib3.exceptions
 
+from pipeline.config import JobConfig
 from pipeline.endpoints.base import Endpoint, HttpRequest
-from pipeline.errors import SendError, TerminalError, TransientError
+from pipeline.errors import CredentialsExpired, SendError, TerminalError, TransientError
 from pipeline.http.limits import RequestGate
 from pipeline.http.retry import RetryPolicy
-from pipeline.http.session import CONNECT_TIMEOUT_SECONDS
+from pipeline.http.session import CONNECT_TIMEOUT_SECONDS, pooled_session
+
+T = TypeVar("T")
 
 
 @dataclass
 class Delivery:
     status: Literal["accepted", "rejected", "failed"]
     http_status: int | None
-    ids: dict[str, str] = field(default_factory=dict)
+    ids: dict[str, Any] = field(default_factory=dict)
     attempts: int = 0
     error: str | None = None
     ambiguous: bool = False
     stops_run: bool = False
+    notes: dict[str, Any] = field(default_factory=dict)
 
 
 def network_error(exc: requests.RequestException) -> SendError:
@@ -56,6 +60,15 @@ def _never_connected(exc: BaseException) -> bool:
     return False
 
 
+@dataclass
+class _Outcome:
+    value: Any = None
+    response: requests.Response | None = None
+    error: SendError | None = None
+    attempts: int = 0
+    ambiguous: bool = False
+
+
 class Sender:
     """Shared by every worker of a run: one session, one gate, one policy, one stop switch."""
 
@@ -66,40 +79,82 @@ class Sender:
         self.timeout = timeout
         self.endpoint = endpoint
         self.stopped = threading.Event()
-        self._sleep = self.stopped.wait  # a stop wakes sleepers at once
 
     def deliver(self, request: HttpRequest) -> Delivery:
-        ambiguous = False
-        attempt = 0
+        """A write: the endpoint reads the answer; not-idempotent endpoints flag answers lost after sending."""
+        outcome = self._attempts(request, self.endpoint.read_response, self.endpoint.spec.retry_safe)
+        error = outcome.error
+        status = outcome.response.status_code if outcome.response is not None else (error.http_status if error else None)
+        if error is None:
+            return Delivery("accepted", status, outcome.value, outcome.attempts, ambiguous=outcome.ambiguous)
+        if isinstance(error, TerminalError):
+            return Delivery("rejected", status, {}, outcome.attempts, str(error), outcome.ambiguous, error.stops_run)
+        suffix = "; run stopped" if self.stopped.is_set() else f" after {outcome.attempts} attempts"
+        return Delivery("failed", status, {}, outcome.attempts, f"{error}{suffix}", outcome.ambiguous)
+
+    def fetch(self, request: HttpRequest) -> requests.Response:
+        """A read (idempotent): the answer on 2xx, else the final error is raised."""
+        outcome = self._attempts(request, self.endpoint.check_status, retry_safe=True)
+        if outcome.error is not None:
+            raise outcome.error
+        assert outcome.response is not None
+        return outcome.response
+
+    def _attempts(self, request: HttpRequest, interpret: Callable[[requests.Response], T], retry_safe: bool) -> _Outcome:
+        outcome = _Outcome()
+        refreshed = False
         while True:
-            attempt += 1
+            outcome.attempts += 1
+            response = None
             try:
                 with self.gate.slot():
                     response = self.session.request(
-                        request.method,
-                        request.url,
-                        headers=request.headers,
-                        json=request.json,
-                        params=request.params,
+                        request.method, request.url,
+                        headers={**request.headers, **self.endpoint.auth_headers()},
+                        json=request.json, params=request.params,
                         timeout=(CONNECT_TIMEOUT_SECONDS, self.timeout),
                     )
-                ids = self.endpoint.read_response(response)
-                return Delivery("accepted", response.status_code, ids, attempt, ambiguous=ambiguous)
+                outcome.response = response
+                outcome.value = interpret(response)
+                outcome.error = None
+                return outcome
             except requests.RequestException as exc:
                 error: SendError = network_error(exc)
             except SendError as exc:
                 error = exc
+            outcome.response, outcome.error = response, error
+            if isinstance(error, CredentialsExpired):
+                if not refreshed and self.endpoint.refresh_credentials():
+                    refreshed = True
+                    continue
+                outcome.error = TerminalError(f"{error}; refreshing the credentials did not help", http_status=error.http_status, stops_run=True)
+                return outcome
             if isinstance(error, TerminalError):
-                return Delivery("rejected", error.http_status, {}, attempt, str(error), ambiguous, error.stops_run)
+                return outcome
             assert isinstance(error, TransientError)
-            if error.may_have_arrived and not self.endpoint.spec.retry_safe:
-                ambiguous = True
-            if not self.policy.can_retry(attempt) or self.stopped.is_set():
-                return Delivery("failed", error.http_status, {}, attempt, f"{error} after {attempt} attempts", ambiguous)
-            self._sleep(self.policy.delay(attempt, error.retry_after))
+            if error.may_have_arrived and not retry_safe:
+                outcome.ambiguous = True
+            if not self.policy.can_retry(outcome.attempts) or self.stopped.is_set():
+                return outcome
+            self.stopped.wait(self.policy.delay(outcome.attempts, error.retry_after))  # a stop wakes it at once
             if self.stopped.is_set():
-                return Delivery("failed", error.http_status, {}, attempt, f"{error}; run stopped", ambiguous)
+                return outcome
 
     def stop(self) -> None:
         self.stopped.set()
 
+    def close(self) -> None:
+        self.session.close()
+
+
+def sender_for(job: JobConfig, endpoint: Endpoint, session: requests.Session | None = None) -> Sender:
+    limits = endpoint.spec.limits
+    retry = job.destination.retry
+    policy = RetryPolicy(retry.max_attempts, retry.base_delay_seconds, retry.max_delay_seconds, retry.max_retry_after_seconds)
+    return Sender(
+        session or pooled_session(limits.concurrency),
+        RequestGate(limits.requests_per_second, limits.concurrency),
+        policy,
+        job.destination.timeout_seconds,
+        endpoint,
+    )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.batching import WIRE
+from pipeline.batching import SUBJECT, WIRE
 from pipeline.errors import InputError
 from pipeline.prepare.hashing import WireEncoding, wire_identifier
 from pipeline.prepare.normalise import normalise_email, strip_hash
@@ -41,8 +41,10 @@ def prepare_input(
     encoding: WireEncoding,
     workdir: Path,
     rejects: RejectsWriter,
+    with_subject: bool = False,
     chunk_rows: int = CHUNK_ROWS,
 ) -> PreparedInput:
+    """`with_subject` adds the hex SHA-256 of each identifier, the key one-subject endpoints are audited by."""
     workdir.mkdir(parents=True, exist_ok=True)
     for stale in workdir.glob("*.parquet"):
         stale.unlink()
@@ -54,7 +56,10 @@ def prepare_input(
         failures = failing_rows(normalised.select(roles), roles)
         rejects.write(raw, failures)
         valid = normalised.with_row_index("position").join(failures.select("position"), on="position", how="anti")
-        wire = valid.select(wire_identifier(identifier_role, encoding).alias(WIRE))
+        columns = [wire_identifier(identifier_role, encoding).alias(WIRE)]
+        if with_subject:
+            columns.append(wire_identifier(identifier_role, "hex").alias(SUBJECT))
+        wire = valid.select(columns)
         wire.write_parquet(workdir / f"valid-{number:06d}.parquet")
         valid_rows += wire.height
     rejects.close()
@@ -65,7 +70,6 @@ def prepare_input(
     spilled = sorted(workdir.glob("valid-*.parquet"))
     (
         pl.scan_parquet(spilled)
-        .select(WIRE)
         .unique(subset=WIRE, keep="first", maintain_order=True)
         .sink_parquet(unique_path)
     )

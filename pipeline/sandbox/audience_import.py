@@ -85,3 +85,4 @@ ROUTES: list[Route] = [
     route("POST", "/api/1.0/import/suppression", "audience_import_legacy", legacy),
 ]
 FAMILY_LIMITS = {"audience_import": LIMITS, "audience_import_legacy": LIMITS}
+EXTENSIONS: dict = {}

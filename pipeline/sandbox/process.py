@@ -26,6 +26,12 @@ class SandboxProcess:
     def faults(self, plan: dict[str, Any]) -> None:
         requests.post(f"{self.url}/_sandbox/faults", data=json.dumps(plan), timeout=10).raise_for_status()
 
+    def advance_days(self, days: float) -> None:
+        requests.post(f"{self.url}/_sandbox/clock", data=json.dumps({"advance_days": days}), timeout=10).raise_for_status()
+
+    def configure(self, options: dict[str, Any]) -> None:
+        requests.post(f"{self.url}/_sandbox/config", data=json.dumps(options), timeout=10).raise_for_status()
+
     def limits(self, limits: dict[str, dict[str, float]]) -> None:
         requests.post(f"{self.url}/_sandbox/limits", data=json.dumps(limits), timeout=10).raise_for_status()
 

@@ -17,16 +17,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from pipeline.sandbox import audience_import
+from pipeline.sandbox import audience_import, data_deletion, nurture_unsubscribe
 from pipeline.sandbox.faults import Fault, FaultPlan
 from pipeline.sandbox.routes import Call, Reply, Route
 from pipeline.sandbox.state import Credentials, FamilyLimits, SandboxState
 
 log = logging.getLogger(__name__)
 
-HANDLER_MODULES = [audience_import]
+HANDLER_MODULES = [audience_import, data_deletion, nurture_unsubscribe]
 ROUTES: list[Route] = [r for module in HANDLER_MODULES for r in module.ROUTES]
 DEFAULT_LIMITS: dict[str, FamilyLimits] = {k: v for module in HANDLER_MODULES for k, v in module.FAMILY_LIMITS.items()}
+EXTENSIONS = {k: v for module in HANDLER_MODULES for k, v in module.EXTENSIONS.items()}
 
 
 class SandboxHTTPServer(ThreadingHTTPServer):
@@ -126,6 +127,16 @@ class _Handler(BaseHTTPRequestHandler):
             except (ValueError, KeyError, TypeError) as exc:
                 return Reply(400, {"error": str(exc)})
             return Reply(200, {"ok": True})
+        if path == "/_sandbox/clock" and method == "POST":
+            options = json.loads(body or b"{}")
+            state.advance(float(options.get("advance_days", 0)) * 86_400 + float(options.get("advance_seconds", 0)))
+            return Reply(200, {"clock": state.now()})
+        if path == "/_sandbox/config" and method == "POST":
+            for family, options in json.loads(body or b"{}").items():
+                if family not in state.extensions:
+                    return Reply(400, {"error": f"no configurable family {family!r}"})
+                state.extensions[family].configure(options)
+            return Reply(200, {"ok": True})
         if path == "/_sandbox/limits" and method == "POST":
             for family, values in json.loads(body or b"{}").items():
                 state.limits[family] = FamilyLimits(float(values["requests_per_second"]), int(values["concurrency"]))
@@ -173,7 +184,7 @@ class Sandbox:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, credentials: Credentials | None = None,
                  limits: dict[str, FamilyLimits] | None = None, keep_identifiers: bool = True):
-        self.state = SandboxState(limits or DEFAULT_LIMITS, credentials or Credentials(), keep_identifiers)
+        self.state = SandboxState(limits or DEFAULT_LIMITS, credentials or Credentials(), keep_identifiers, EXTENSIONS)
         self.faults = FaultPlan()
         self.server = SandboxHTTPServer((host, port), self.state, self.faults)
         self._thread = threading.Thread(target=self.server.serve_forever, name="sandbox", daemon=True)

@@ -7,7 +7,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,9 @@ class Credentials:
     public_key: str = "rpub-sandbox"
     secret_key: str = "rsec-sandbox"
     legacy_api_key: str = "sandbox-legacy-api-key"
+    app_id: str = "sandbox-app-id"
+    app_secret: str = "sandbox-app-secret"
+    webhook_api_key: str = "sandbox-webhook-api-key"
 
 
 @dataclass
@@ -32,8 +35,10 @@ class FamilyCounters:
 
 
 class SandboxState:
-    def __init__(self, limits: dict[str, FamilyLimits], credentials: Credentials, keep_identifiers: bool = True):
+    def __init__(self, limits: dict[str, FamilyLimits], credentials: Credentials, keep_identifiers: bool = True,
+                 extensions: dict[str, Callable[["SandboxState"], Any]] | None = None):
         self.lock = threading.Lock()
+        self._extension_factories = dict(extensions or {})
         self._default_limits = dict(limits)
         self.credentials = credentials
         self.keep_identifiers = keep_identifiers
@@ -47,6 +52,17 @@ class SandboxState:
             self.violations: list[dict[str, Any]] = []
             self.counters: dict[str, FamilyCounters] = {}
             self.sequence = 0
+            self.clock_offset = 0.0
+        # Per-family stores (deletion tasks, issued tokens): built outside the lock, they may read the clock.
+        self.extensions: dict[str, Any] = {name: make(self) for name, make in self._extension_factories.items()}
+
+    def now(self) -> float:
+        """Wall-clock seconds, shifted by POST /_sandbox/clock so tests can skip days of a lifecycle."""
+        return time.time() + self.clock_offset
+
+    def advance(self, seconds: float) -> None:
+        with self.lock:
+            self.clock_offset += seconds
 
     def enter(self, family: str) -> str | None:
         """Count a request's start; return a violation description when it breaks the family's limits."""
@@ -100,4 +116,6 @@ class SandboxState:
                     for name, c in self.counters.items()
                 },
                 "limits": {name: vars(limits) for name, limits in self.limits.items()},
+                "clock": self.now(),
+                **{name: store.snapshot() for name, store in self.extensions.items()},
             }

@@ -1,0 +1,122 @@
+"""Data Deletion API [contract section 2]: one deletion task per batch of emails (base64 SHA-256 or raw).
+
+Creating a task is not idempotent: a lost answer is retried after backoff and flagged ambiguous. The 202 is
+documented without a body, so the task ID is taken from the body when present, otherwise found by listing
+the account's tasks (one request in flight at a time keeps the new task unambiguous).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import requests
+
+from pipeline.batching import Batch
+from pipeline.config import DataDeletionDestination
+from pipeline.endpoints.base import EndpointBase, EndpointSpec, Fetch, HttpRequest, error_detail, json_body, raise_for_status
+from pipeline.errors import CredentialsExpired, TerminalError
+from pipeline.http.auth import OAuthClientCredentials
+
+TOKEN_PATH = "/auth/oauth2/token"
+CREATE_PATH = "/data/deletion-requests/emails"
+LIST_PATH = "/data/deletion-requests"
+
+_HINTS = {
+    400: "the API rejected the request's format",
+    404: "not found",
+    410: "the task is past PENDING and READY and can no longer be cancelled",
+}
+_ERROR_HELP = {
+    "UNAUTHORIZED_ACCOUNT": "this account is not allow-listed for data deletion; ask your Rokt account manager to enable it",
+    "AUTHENTICATION_ERROR": "the app credentials were refused; check destination.credentials app_id and app_secret",
+}
+
+
+class DataDeletion(EndpointBase):
+    def __init__(self, destination: DataDeletionDestination, identifier_role: str):
+        self.destination = destination
+        self.spec = EndpointSpec(
+            family="data_deletion",
+            retry_safe=False,
+            wire_encoding="email" if destination.send == "email" else "base64",
+            identifier_role=identifier_role,
+            limits=destination.effective_limits,
+            status_hints=_HINTS,
+        )
+        base = destination.url
+        self.tasks_url = base + LIST_PATH
+        self._create_url = base + CREATE_PATH
+        self.oauth = OAuthClientCredentials(
+            base + TOKEN_PATH, destination.credentials.app_id, destination.credentials.app_secret,
+            timeout=destination.timeout_seconds,
+        )
+        self._list_key = "rawEmails" if destination.send == "email" else "sha256Emails"
+        self._known_tasks: set[str] = set()
+        self._known_lock = threading.Lock()
+
+    def auth_headers(self) -> dict[str, str]:
+        return self.oauth.headers()
+
+    def refresh_credentials(self) -> bool:
+        self.oauth.invalidate()
+        return True
+
+    def on_run_start(self, fetch: Fetch) -> None:
+        with self._known_lock:
+            self._known_tasks = {task["taskId"] for task in self.list_tasks(fetch)}
+
+    def build_request(self, batch: Batch) -> HttpRequest:
+        body = {"accountId": self.destination.account_id, self._list_key: batch.identifiers}
+        return HttpRequest("POST", self._create_url, {"Content-Type": "application/json", "Accept": "application/json"}, json=body)
+
+    def check_status(self, response: requests.Response) -> None:
+        raise_for_deletion_status(response, self.spec)
+
+    def read_response(self, response: requests.Response) -> dict[str, Any]:
+        self.check_status(response)
+        body = json_body(response)
+        task_id = _task_id(body)
+        return {"taskId": task_id} if task_id else {}
+
+    def after_accept(self, batch: Batch, ids: dict[str, Any], fetch: Fetch) -> tuple[dict[str, Any], dict[str, Any]]:
+        with self._known_lock:
+            if "taskId" in ids:
+                self._known_tasks.add(ids["taskId"])
+                return ids, {"task_id_source": "response"}
+            new = [task["taskId"] for task in self.list_tasks(fetch) if task["taskId"] not in self._known_tasks]
+            self._known_tasks.update(new)
+        if len(new) == 1:
+            return {"taskId": new[0]}, {"task_id_source": "list_diff"}
+        if not new:
+            return {}, {"task_id_source": "not_found", "task_id_note": "no new task appeared in the task list"}
+        return {"taskId_candidates": sorted(new)}, {"task_id_source": "list_diff_ambiguous"}
+
+    def list_tasks(self, fetch: Fetch) -> list[dict[str, Any]]:
+        """This account's tasks, as the API lists them."""
+        body = json_body(fetch(HttpRequest("GET", self.tasks_url, {"Accept": "application/json"})))
+        tasks = body if isinstance(body, list) else (body or {}).get("data", []) if isinstance(body, dict) else []
+        return [t for t in tasks if isinstance(t, dict) and "taskId" in t and str(t.get("accountId")) == self.destination.account_id]
+
+    def cancel_request(self, task_id: str) -> HttpRequest:
+        return HttpRequest("DELETE", f"{self.tasks_url}/{task_id}", {"Accept": "application/json"})
+
+
+def raise_for_deletion_status(response: requests.Response, spec: EndpointSpec) -> None:
+    """The Data Deletion error table: the body's error name decides, not only the status."""
+    if response.ok:
+        return
+    name = error_detail(response)
+    if name == "AUTHENTICATION_ERROR":
+        raise CredentialsExpired(f"HTTP {response.status_code} AUTHENTICATION_ERROR", http_status=response.status_code)
+    if name in _ERROR_HELP:
+        raise TerminalError(f"HTTP {response.status_code} {name}: {_ERROR_HELP[name]}", http_status=response.status_code, stops_run=True)
+    raise_for_status(response, spec)
+
+
+def _task_id(body: Any) -> str | None:
+    if isinstance(body, dict):
+        for candidate in (body, body.get("data")):
+            if isinstance(candidate, dict) and isinstance(candidate.get("taskId"), str):
+                return candidate["taskId"]
+    return None

@@ -1,0 +1,27 @@
+"""The OAuth token is fetched once, reused until shortly before it expires, and refreshed after that."""
+
+from __future__ import annotations
+
+from pydantic import SecretStr
+
+from pipeline.http.auth import OAuthClientCredentials
+
+
+class Clock:
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_token_reused_within_the_hour_and_refreshed_before_expiry(sandbox) -> None:
+    clock = Clock()
+    oauth = OAuthClientCredentials(f"{sandbox.url}/auth/oauth2/token", SecretStr("sandbox-app-id"),
+                                   SecretStr("sandbox-app-secret"), clock=clock, refresh_margin=300)
+    first = oauth.token()
+    for minute in range(0, 55):  # 55 minutes of work
+        clock.now = minute * 60
+        assert oauth.token() == first
+    clock.now = 3600 - 299  # inside the refresh margin
+    assert oauth.token() != first
+    assert oauth.fetches == 2 and sandbox.state()["data_deletion"]["token_requests"] == 2
