@@ -1,0 +1,230 @@
+"""What the tasks do at run time. Imported only inside a running task: the library and polars load here."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseHook, get_current_context
+from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.log import mask_secret
+
+log = logging.getLogger("rokt_airflow")
+
+# What the library accepts as a run id (pipeline.runner); anything else is mapped onto it deterministically.
+_LEDGER_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+@=-]{0,199}$")
+FINAL_DELETION_STATES = frozenset({"ACTIONED", "CANCELLED"})
+
+
+def ledger_run_id(airflow_run_id: str, source_uri: str | None = None) -> str:
+    """Airflow's run id, as the ledger run id: the same on every retry of the task, so a retry resumes.
+
+    A run that sends several exported files (one mapped task each) gets one ledger run per file.
+    """
+    run_id = airflow_run_id
+    if source_uri is not None:
+        run_id += "." + hashlib.sha256(source_uri.encode()).hexdigest()[:12]
+    if _LEDGER_RUN_ID.match(run_id) and ".." not in run_id:
+        return run_id
+    cleaned = re.sub(r"[^A-Za-z0-9._:+@=-]", "-", run_id).replace("..", ".").lstrip("._:+@=-")[:180]
+    return f"{cleaned or 'run'}.{hashlib.sha256(run_id.encode()).hexdigest()[:12]}"
+
+
+def connection_settings(conn_id: str, credentials: dict[str, str]) -> tuple[dict[str, str], str | None]:
+    """The job-file variables read from the connection (masked in every task log) and its base URL, if any."""
+    connection = BaseHook.get_connection(conn_id)
+    variables: dict[str, str] = {}
+    for name, field in credentials.items():
+        if field.startswith("extra."):
+            value = connection.extra_dejson.get(field.removeprefix("extra."))
+        else:
+            value = getattr(connection, field, None)
+        if not value:
+            raise AirflowFailException(f"connection {conn_id!r} has no {field}, which this job reads as ${{{name}}}")
+        mask_secret(str(value))
+        variables[name] = str(value)
+    base_url = None
+    if connection.host:
+        base_url = connection.host if "://" in connection.host else f"{connection.schema or 'https'}://{connection.host}"
+        if connection.port and "://" not in connection.host:
+            base_url += f":{connection.port}"
+    return variables, base_url
+
+
+def load(settings: dict[str, Any], overrides: dict[str, Any]) -> Any:
+    """The job, with the connection's credentials and base URL, and its limits cut to this task's pool share."""
+    from pipeline import load_job
+    from pipeline.errors import PipelineError
+
+    variables, base_url = connection_settings(settings["conn_id"], settings["credentials"])
+    # The process environment serves the other ${VAR}s (paths, ...); never the credentials' names.
+    environment = {k: v for k, v in os.environ.items() if k not in variables} | variables
+    overrides = dict(overrides) | ({"destination.base_url": base_url} if base_url else {})
+    try:
+        job = load_job(settings["job_file"], overrides=overrides, environment=environment)
+        destination = job.destination
+        if destination.endpoint != settings["endpoint"]:
+            raise AirflowFailException(
+                f"{settings['job_file']} sends to {destination.endpoint}, but this DAG was declared for "
+                f"{settings['endpoint']} (and uses that pool): fix the DAG's endpoint="
+            )
+        account = getattr(destination, "account_id", None)
+        if account is not None and str(account) != str(settings["account_id"]):
+            raise AirflowFailException(
+                f"{settings['job_file']} sends for account {account}, but this DAG was declared for account "
+                f"{settings['account_id']} (and uses that account's pool): fix the DAG's account_id="
+            )
+        share = shared_limits(destination.limits, settings)
+        if share:
+            job = load_job(settings["job_file"], overrides=overrides | share, environment=environment)
+    except PipelineError as exc:  # config or input error: a retry cannot help
+        raise AirflowFailException(str(exc)) from None
+    return job
+
+
+def shared_limits(limits: Any, settings: dict[str, Any]) -> dict[str, Any]:
+    """Overrides that cut the job's limits to this task's share of the pool's budget (nothing if within it)."""
+    from rokt_airflow import BUDGETS
+
+    in_flight, per_second = BUDGETS[settings["endpoint"]]
+    share = settings["pool_slots"] / settings["pool_size"]
+    concurrency = max(1, min(limits.concurrency, int(in_flight * share)))
+    rate = min(limits.requests_per_second, per_second * share)
+    changed = {}
+    if concurrency != limits.concurrency:
+        changed["destination.limits.concurrency"] = concurrency
+    if rate != limits.requests_per_second:
+        changed["destination.limits.requests_per_second"] = rate
+    if changed:
+        log.info(
+            "pool share %d/%d slots: at most %d requests in flight and %.2f per second",
+            settings["pool_slots"], settings["pool_size"], concurrency, rate,
+        )
+    return changed
+
+
+def send_job(settings: dict[str, Any], overrides: dict[str, Any], source_uri: str | None) -> dict[str, Any]:
+    from pipeline import run_job
+    from pipeline.errors import PipelineError
+    from pipeline.progress import LogProgress
+
+    context = get_current_context()
+    run_id = ledger_run_id(context["run_id"], source_uri)
+    if source_uri is not None:
+        overrides = overrides | {"source.uri": source_uri}
+    job = load(settings, overrides)
+    ti = context["ti"]
+    log.info("job %s, ledger run id %s (attempt %s: batches already accepted under it are skipped)",
+             job.job, run_id, ti.try_number)
+    try:
+        summary = run_job(job, run_id=run_id, progress=LogProgress())
+    except PipelineError as exc:  # config or input error: nothing was sent, a retry cannot help
+        raise AirflowFailException(str(exc)) from None
+    manifest = Path(summary.output_dir) / "manifest.jsonl"
+    log.info("manifest: %s", manifest)
+    result = summary.to_dict() | {"manifest": str(manifest), "ledger_run_id": run_id}
+    if summary.exit_code:
+        message = failure_message(summary, manifest, settings["job_file"])
+        log.error("%s", message)
+        if summary.stopped_reason:  # e.g. 401/403: every retry would fail the same way
+            raise AirflowFailException(message)
+        raise RuntimeError(message)
+    return result
+
+
+def failure_message(summary: Any, manifest: Path, job_file: str) -> str:
+    accepted = accepted_identifiers(manifest)
+    left = summary.identifiers - accepted
+    statuses = ", ".join(f"{n} {status}" for status, n in sorted(summary.batches_by_status.items()))
+    message = (
+        f"{left:,} of {summary.identifiers:,} identifiers are not accepted yet (batches: {statuses}); "
+        f"manifest: {manifest}. "
+    )
+    if summary.stopped_reason:
+        return message + (f"The run stopped: {summary.stopped_reason}. Fix that, then clear this task: it resumes "
+                          f"ledger run {summary.run_id} and skips every batch already accepted.")
+    return message + (
+        f"Airflow retries this task, and a retry resumes ledger run {summary.run_id}: batches already accepted "
+        f"are skipped. After the last retry, clear this task to resume, or run "
+        f"`rokt-pipeline run {job_file} --run-id {summary.run_id}`."
+    )
+
+
+def accepted_identifiers(manifest: Path) -> int:
+    """Identifiers in batches accepted under this run id, over every attempt (the manifest is the truth)."""
+    accepted: dict[int, int] = {}
+    try:
+        lines = manifest.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return 0
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:  # a line torn by a crash
+            continue
+        if record.get("status") == "accepted" and "batch" in record:
+            accepted[record["batch"]] = record.get("records", 0)
+    return sum(accepted.values())
+
+
+def triggering_source_uris() -> list[str]:
+    """Each triggering asset event's `source_uri` extra, in order, once; or the run conf's `source_uri`."""
+    context = get_current_context()
+    uris: list[str] = []
+    for events in context["triggering_asset_events"].values():
+        for event in events:
+            uri = (event.extra or {}).get("source_uri")
+            if isinstance(uri, str) and uri and uri not in uris:
+                uris.append(uri)
+    conf = context["dag_run"].conf or {}
+    if not uris and isinstance(conf.get("source_uri"), str):
+        uris.append(conf["source_uri"])
+    if not uris:
+        raise AirflowFailException(
+            'no source to send: the asset event that triggers this DAG must carry extra {"source_uri": '
+            '"<the exact file or key the export wrote>"} (or trigger it with conf {"source_uri": ...})'
+        )
+    log.info("sending %d exported file(s): %s", len(uris), ", ".join(uris))
+    return uris
+
+
+def sync_deletion_runs(settings: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Run `deletions sync` over every run of the job whose deletion tasks are not all ACTIONED or CANCELLED."""
+    try:
+        from pipeline.deletions import sync_run
+    except ImportError:
+        raise AirflowFailException("this rokt-pipeline has no data deletion support (pipeline.deletions)") from None
+    job = load(settings, overrides)
+    runs_folder = Path(job.output.uri) / job.job
+    results = []
+    for manifest in sorted(runs_folder.glob("*/manifest.jsonl")):
+        if deletion_run_closed(manifest):
+            continue
+        result = sync_run(job, manifest.parent.name)
+        log.info("deletion run %s: %s tasks, %s still open, by status %s",
+                 result["run_id"], result["tasks"], result["open"], result["by_status"])
+        results.append(result)
+    still_open = [r["run_id"] for r in results if r["open"]]
+    log.info("%d deletion run(s) synced, %d still open: %s", len(results), len(still_open), ", ".join(still_open))
+    return {"synced": results, "open_runs": still_open}
+
+
+def deletion_run_closed(manifest: Path) -> bool:
+    """True when every task the run created was last seen ACTIONED or CANCELLED (so it needs no more syncs)."""
+    created: set[str] = set()
+    last_seen: dict[str, str] = {}
+    for line in manifest.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("status") == "accepted" and isinstance(record.get("ids"), dict) and "taskId" in record["ids"]:
+            created.add(str(record["ids"]["taskId"]))
+        if record.get("record") == "task_state":
+            last_seen[str(record.get("taskId"))] = str(record.get("task_status", "")).upper()
+    return bool(created) and all(last_seen.get(task_id) in FINAL_DELETION_STATES for task_id in created)
