@@ -19,6 +19,7 @@ class Batch:
     identifiers: list[str]
     digest: str
     subject: str | None = None  # one-subject endpoints: hex SHA-256 of the normalised identifier
+    attributes: dict[str, str] | None = None  # one-subject endpoints: what the request is built from
 
     @property
     def records(self) -> int:
@@ -55,8 +56,9 @@ def iter_batches(unique_identifiers: Path, batch_size: int) -> Iterator[Batch]:
 def _one_subject_batches(frame: pl.LazyFrame) -> Iterator[Batch]:
     index = 0
     for chunk in frame.collect_batches(chunk_size=10_000):
-        for wire, subject in zip(chunk.get_column(WIRE).to_list(), chunk.get_column(SUBJECT).to_list()):
-            yield Batch(index=index, identifiers=[wire], digest=batch_digest([wire]), subject=subject)
+        for row in chunk.iter_rows(named=True):
+            wire, subject = row.pop(WIRE), row.pop(SUBJECT)
+            yield Batch(index=index, identifiers=[wire], digest=batch_digest([wire]), subject=subject, attributes=row or None)
             index += 1
 
 

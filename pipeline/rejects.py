@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
+from pipeline.prepare.schemas import ROW_LEVEL
 from pipeline.sources.local import FILE_INDEX, ROW_NUMBER
 
 HEADER = ["source_file", "row", "column", "reason"]
@@ -19,7 +20,9 @@ class RejectsWriter:
         self.count = 0
         self.reasons: Counter[str] = Counter()
         self._files = pl.DataFrame({FILE_INDEX: pl.Series(range(len(files)), dtype=pl.UInt32), "source_file": list(files)})
-        self._columns = columns
+        # A row-level failure (e.g. "both email and phone") names every identifier column of the row.
+        self._columns = {**columns, ROW_LEVEL: "+".join(columns.values())}
+        self._roles = list(columns)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._handle = open(path, "w", encoding="utf-8", newline="")
         self._handle.write(",".join(HEADER + (["value"] if include_values else [])) + "\n")
@@ -37,7 +40,7 @@ class RejectsWriter:
             pl.col("reason"),
         ]
         if self.include_values:
-            values = [pl.when(pl.col("role") == role).then(pl.col(role)) for role in self._columns]
+            values = [pl.when(pl.col("role") == role).then(pl.col(role)) for role in self._roles]
             columns.append(pl.coalesce(values).alias("value"))
         rows = located.sort("position").select(columns)
         rows.write_csv(self._handle, include_header=False)

@@ -44,6 +44,7 @@ class RunSummary:
     rows_read: int = 0
     rows_rejected: int = 0
     duplicates_dropped: int = 0
+    superseded: int = 0
     identifiers: int = 0
     identifiers_sent: int = 0
     identifiers_accepted: int = 0
@@ -89,6 +90,7 @@ def run_job(job: JobConfig, run_id: str | None = None, dry_run: bool = False, pr
     prepared = prepare_job(job, endpoint, out_dir)
     summary.rows_read, summary.rows_rejected = prepared.rows_read, prepared.rows_rejected
     summary.duplicates_dropped, summary.identifiers = prepared.duplicates_dropped, prepared.identifiers
+    summary.superseded = prepared.superseded
     summary.reject_reasons = prepared.reject_reasons
     refuse_useless_input(job, prepared, out_dir)
 
@@ -115,8 +117,7 @@ def prepare_job(job: JobConfig, endpoint: Endpoint, out_dir: Path) -> PreparedIn
         delimiter=source_config.delimiter, has_header=source_config.has_header,
     )
     rejects = RejectsWriter(out_dir / REJECTS, source.files, columns, job.output.rejects_include_values)
-    spec = endpoint.spec
-    return prepare_input(source, spec.identifier_role, spec.wire_encoding, out_dir / ".work", rejects, with_subject=spec.one_subject)
+    return prepare_input(source, endpoint.row_plan(columns), out_dir / ".work", rejects)
 
 
 def refuse_useless_input(job: JobConfig, prepared: PreparedInput, out_dir: Path) -> None:

@@ -12,6 +12,7 @@ from pipeline.config import Limits
 from pipeline.errors import TerminalError, TransientError
 from pipeline.http.retry import parse_retry_after
 from pipeline.prepare.hashing import WireEncoding
+from pipeline.prepare.prepared import RowPlan, single_identifier_plan
 
 # Statuses after which a retry may succeed. 429, and 503 with Retry-After, mean the server did nothing.
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -56,6 +57,18 @@ class EndpointBase:
     def refresh_credentials(self) -> bool:
         """Drop cached credentials after CredentialsExpired; True when a retry may now succeed."""
         return False
+
+    def row_plan(self, columns: dict[str, str]) -> RowPlan:
+        """How valid rows become requests; the default is one identifier column per row."""
+        spec = self.spec
+        return single_identifier_plan(spec.identifier_role, spec.wire_encoding, with_subject=spec.one_subject)
+
+    def bind_run(self, job: str, run_id: str, dry_run: bool) -> None:
+        """Called once per run before any request is built (e.g. to derive idempotency keys)."""
+
+    def confirmation_needed(self, requests: int) -> str | None:
+        """A reason to ask for --yes before sending `requests` requests, or None."""
+        return None
 
     def on_run_start(self, fetch: Fetch) -> None:
         """Called once before the first request of a run."""

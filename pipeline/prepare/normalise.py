@@ -17,3 +17,29 @@ def normalise_email(column: str) -> pl.Expr:
 def strip_hash(column: str) -> pl.Expr:
     """A pre-hashed value with surrounding or embedded whitespace removed; case is kept (base64 needs it)."""
     return pl.col(column).str.replace_all(_WHITESPACE, "")
+
+
+def normalise_phone(column: str, default_region: str) -> pl.Expr:
+    """E.164 (`(415) 555-0101` with region US -> `+14155550101`); an unparseable value is kept as given, so
+    the schema's E.164 check rejects it with a reason.
+
+    This is per-row Python (phonenumbers has no vectorised form); phones only go to one-subject requests,
+    whose rate limit is far slower than this.
+    """
+    import phonenumbers
+
+    def to_e164(value: str) -> str:
+        try:
+            number = phonenumbers.parse(value, default_region)
+        except phonenumbers.NumberParseException:
+            return value
+        if not phonenumbers.is_valid_number(number):
+            return value
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+    return pl.col(column).str.strip_chars().map_elements(to_e164, return_dtype=pl.String, skip_nulls=True)
+
+
+def normalise_token(column: str) -> pl.Expr:
+    """Request types and account IDs: surrounding whitespace removed; request types upper-cased by the caller."""
+    return pl.col(column).str.strip_chars()

@@ -52,20 +52,37 @@ _COLUMN_CHECKS = {
             error="not a SHA-256 hash (expected 64 hex characters or a 44-character base64 digest)",
         ),
     ],
+    "phone": [pa.Check(_matches(r"^\+[1-9][0-9]{6,14}$"), name="phone_e164", error="not a valid phone number")],
+    "request_type": [
+        pa.Check(_matches(r"^(NETWORK_OPT_OUT|NETWORK_DATA_DELETION)$"), name="request_type_known",
+                 error="unknown request type (expected NETWORK_OPT_OUT or NETWORK_DATA_DELETION)"),
+    ],
+    "account_id": [
+        pa.Check(_matches(r"^[A-Za-z0-9_-]{1,64}$"), name="account_id_shape",
+                 error="not an account ID (letters, digits, - and _ only)"),
+    ],
 }
 
+ROW_LEVEL = "row"  # the `role` of a failure that concerns the row as a whole
 
-def identifier_schema(roles: list[str]) -> pa.DataFrameSchema:
+
+def identifier_schema(roles: list[str], nullable: bool = False, row_checks: list[pa.Check] | None = None) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(
-        {role: pa.Column(pl.String, nullable=False, checks=_COLUMN_CHECKS[role]) for role in roles},
+        {role: pa.Column(pl.String, nullable=nullable, checks=_COLUMN_CHECKS[role]) for role in roles},
+        checks=row_checks or [],
         strict=False,
     )
 
 
-def failing_rows(frame: pl.DataFrame, roles: list[str]) -> pl.DataFrame:
+def row_rule(ok: pl.Expr, reason: str) -> pa.Check:
+    """A dataframe-level check: `ok` is True for every acceptable row."""
+    return pa.Check(lambda data: data.lazyframe.select(ok), error=reason)
+
+
+def failing_rows(frame: pl.DataFrame, roles: list[str], nullable: bool = False, row_checks: list[pa.Check] | None = None) -> pl.DataFrame:
     """Rows of `frame` that fail validation: (position, role, reason), one per row (its first failure)."""
     try:
-        identifier_schema(roles).validate(frame, lazy=True)
+        identifier_schema(roles, nullable, row_checks).validate(frame, lazy=True)
     except pa.errors.SchemaErrors as errors:
         # failure_cases also holds the failing values: never log it, keep only positions and reasons.
         cases = errors.failure_cases
@@ -75,7 +92,7 @@ def failing_rows(frame: pl.DataFrame, roles: list[str]) -> pl.DataFrame:
         return (
             cases.select(
                 pl.col("index").cast(pl.UInt32).alias("position"),
-                pl.col("column").alias("role"),
+                pl.col("column").fill_null(ROW_LEVEL).alias("role"),
                 pl.when(pl.col("check") == "not_nullable").then(pl.lit(EMPTY_REASON)).otherwise(pl.col("check")).alias("reason"),
             )
             .unique(subset="position", keep="first", maintain_order=True)

@@ -49,7 +49,9 @@ def test_faults_duplicate_only_lost_answers_and_flag_them(tmp_path, sandbox, san
     duplicated = {subject(email) for email, n in counts.items() if n > 1}
     lines = read_manifest(tmp_path / "out")
     flagged = {line["subject"] for line in lines if line["ambiguous"]}
-    assert len(duplicated) == 2  # reset_after and slow: the server acted, the answer was lost
+    # reset_after and slow: the server acted and the answer was lost, so exactly two extra deliveries (one
+    # subject may absorb both when its retry meets the next scripted fault)
+    assert sum(n - 1 for n in counts.values()) == 2 and duplicated
     assert duplicated <= flagged  # every duplicate is flagged in the manifest
     assert all(line["status"] == "accepted" for line in lines)
 
