@@ -23,8 +23,9 @@ demo: $(STAMP)  ## start the local sandbox, run configs/demo/*.yaml against it, 
 test: $(STAMP)  ## run the whole test suite
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)  ## run the benchmarks in bench/ and print their figures
-	$(BIN)/python -m bench
+bench: $(STAMP)  ## run the benchmarks in bench/ and print their figures (BENCH_ARGS=--quick for a short run)
+	$(BIN)/python -c "import pandas" 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: $(STAMP)  ## ruff, when installed
 	$(BIN)/python -m ruff check pipeline tests || true

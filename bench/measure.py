@@ -1,0 +1,118 @@
+"""Run a child process and measure it: wall time and the child's own peak RSS (from wait4's rusage)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.data import BENCH_DIR, ROOT
+
+RUNS_DIR = BENCH_DIR / "runs"
+LAUNCHER = Path(__file__).resolve().parent / "_launch.py"
+# What scripts/demo.py gives the demo jobs; the sandbox accepts these by default.
+SANDBOX_ENV = {
+    "ROKT_PUBLIC_KEY": "rpub-sandbox",
+    "ROKT_SECRET_KEY": "rsec-sandbox",
+    "ROKT_LEGACY_API_KEY": "sandbox-legacy-api-key",
+}
+
+
+@dataclass
+class Child:
+    argv: list[str]
+    returncode: int
+    wall: float  # seconds, from spawn to exit
+    peak_rss: int  # bytes: the child's own ru_maxrss
+    started: float  # time.time() at spawn, to compare with timestamps the child or the sandbox wrote
+    stdout: str
+    stderr: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> Child:
+        if self.returncode != 0:
+            tail = "\n".join(self.stderr.strip().splitlines()[-5:])
+            raise RuntimeError(f"{' '.join(self.argv[:4])} … exited {self.returncode}:\n{tail}")
+        return self
+
+
+def run_child(argv: list[str], env: dict[str, str] | None = None, timeout: float = 900) -> Child:
+    """Run argv to completion; its peak RSS comes from wait4 on that one pid, so runs never mix."""
+    out_path, err_path = RUNS_DIR / ".stdout", RUNS_DIR / ".stderr"
+    RUNS_DIR.mkdir(parents=True, exist_ok=True)
+    with open(out_path, "w+b") as out, open(err_path, "w+b") as err:
+        started_wall = time.time()
+        started = time.perf_counter()
+        process = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=err,
+                                   stdin=subprocess.DEVNULL)
+        deadline = started + timeout
+        while True:
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                process.kill()
+                pid, status, usage = os.wait4(process.pid, 0)
+                break
+            time.sleep(0.005)
+        wall = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return Child(argv, process.returncode, wall, usage.ru_maxrss * 1024, started_wall,
+                     out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+
+
+def pipeline_argv(*args: str, with_pandas: bool = False) -> list[str]:
+    """`python -m pipeline ARGS`, through the launcher that hides the baseline's pandas (see _launch.py)."""
+    if with_pandas:
+        return [sys.executable, "-m", "pipeline", *args]
+    return [sys.executable, str(LAUNCHER), *args]
+
+
+def write_job(name: str, job: dict[str, Any]) -> Path:
+    path = RUNS_DIR / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(job, sort_keys=False))
+    return path
+
+
+def audience_job(name: str, source: Path, base_url: str = "http://127.0.0.1:9") -> dict[str, Any]:
+    """A v3 audience import of the generated file at the documented limits (the defaults)."""
+    return {
+        "job": name,
+        "source": {"uri": str(source), "columns": {"email": "Email Address"}},
+        "destination": {
+            "endpoint": "audience_import",
+            "base_url": base_url,
+            "account_id": "123456789",
+            "action": "include",
+            "list": "Bench",
+            "credentials": {"public_key": "${ROKT_PUBLIC_KEY}", "secret_key": "${ROKT_SECRET_KEY}"},
+        },
+        "output": {"uri": str(RUNS_DIR / "out")},
+    }
+
+
+def run_summary(child: Child) -> dict[str, Any]:
+    """The summary.json of the run a CLI child just made (its output line names the folder)."""
+    import json
+
+    for line in child.stdout.splitlines():
+        if line.startswith("output: "):
+            folder = Path(line.removeprefix("output: ").strip())
+            folder = folder if folder.is_absolute() else ROOT / folder
+            summary = json.loads((folder / "summary.json").read_text())
+            summary["_folder"] = str(folder)
+            return summary
+    raise RuntimeError(f"no output folder in the CLI's output: {child.stdout[-500:]!r}")
+
+
+def mib(n_bytes: float) -> str:
+    return f"{n_bytes / 2**20:,.0f}"

@@ -1,0 +1,86 @@
+"""Items 1 and 3: prepare throughput in --dry-run against the hand-written baseline, and memory growth."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+
+from bench.data import dataset
+from bench.measure import SANDBOX_ENV, Child, audience_job, mib, pipeline_argv, run_child, run_summary, write_job
+from bench.table import per_second, rows_label, table
+
+COUNTED = ("rows", "rejected", "duplicates", "identifiers")
+
+
+@dataclass
+class Prepared:
+    fmt: str
+    rows: int
+    pipeline: Child
+    summary: dict
+    baseline: Child | None = None
+    baseline_counts: dict | None = None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        s = self.summary
+        return {"rows": s["rows_read"], "rejected": s["rows_rejected"], "duplicates": s["duplicates_dropped"],
+                "identifiers": s["identifiers"]}
+
+    @property
+    def speedup(self) -> float | None:
+        return self.baseline.wall / self.pipeline.wall if self.baseline else None
+
+
+def dry_run(rows: int, fmt: str, with_pandas: bool = False, log=print) -> tuple[Child, dict]:
+    source = dataset(rows, fmt, log)
+    job = write_job(f"dry-{fmt}-{rows}", audience_job(f"bench-dry-{fmt}-{rows_label(rows)}", source))
+    child = run_child(pipeline_argv("run", str(job), "--dry-run", with_pandas=with_pandas), env=SANDBOX_ENV).check()
+    return child, run_summary(child)
+
+
+def baseline(rows: int, fmt: str, log=print) -> tuple[Child, dict]:
+    child = run_child([sys.executable, "-m", "bench.baseline", str(dataset(rows, fmt, log))]).check()
+    return child, json.loads(child.stdout.strip().splitlines()[-1])
+
+
+def measure(rows: int, fmt: str, with_baseline: bool, with_pandas: bool = False, log=print) -> Prepared:
+    child, summary = dry_run(rows, fmt, with_pandas, log)
+    result = Prepared(fmt, rows, child, summary)
+    log(f"  pipeline --dry-run {fmt} {rows_label(rows)}: {child.wall:.2f}s, peak RSS {mib(child.peak_rss)} MiB")
+    if with_baseline:
+        result.baseline, result.baseline_counts = baseline(rows, fmt, log)
+        log(f"  baseline           {fmt} {rows_label(rows)}: {result.baseline.wall:.2f}s, peak RSS {mib(result.baseline.peak_rss)} MiB")
+        mismatch = {k: (result.counts[k], result.baseline_counts[k]) for k in COUNTED if result.counts[k] != result.baseline_counts[k]}
+        if mismatch:
+            log(f"  WARNING: pipeline and baseline disagree (pipeline, baseline): {mismatch}")
+    return result
+
+
+def throughput_table(results: list[Prepared]) -> str:
+    rows = []
+    for r in results:
+        b = r.baseline
+        rows.append([
+            f"{r.fmt} {rows_label(r.rows)}", f"{r.pipeline.wall:.2f}", per_second(r.rows, r.pipeline.wall), mib(r.pipeline.peak_rss),
+            f"{b.wall:.2f}" if b else None, per_second(r.rows, b.wall) if b else None, mib(b.peak_rss) if b else None,
+            f"{r.speedup:.2f}x" if b else None, f"{r.counts['identifiers']:,}",
+        ])
+    return table(
+        "1. Prepare throughput (read, validate, normalise, hash, dedupe, batch; `run --dry-run`)",
+        ["input", "pipeline s", "rows/s", "RSS MiB", "baseline s", "rows/s", "RSS MiB", "speed-up", "identifiers"],
+        rows,
+        "Wall time of the whole CLI process (interpreter start included). Baseline: pandas read + Python loop over\n"
+        "hashlib + json.dumps per batch (bench/baseline.py), run in the same session on the same file.",
+    )
+
+
+def memory_table(results: list[Prepared]) -> str:
+    results = sorted(results, key=lambda r: (r.fmt, r.rows))
+    rows = []
+    for r in results:
+        first = next(x for x in results if x.fmt == r.fmt)
+        rows.append([f"{r.fmt} {rows_label(r.rows)}", mib(r.pipeline.peak_rss), f"{r.pipeline.peak_rss / first.pipeline.peak_rss:.2f}x",
+                     f"{r.pipeline.wall:.2f}"])
+    return table("3. Memory growth (peak RSS of the `run --dry-run` process)", ["input", "peak RSS MiB", f"vs smallest", "wall s"], rows)
