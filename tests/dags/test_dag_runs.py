@@ -1,0 +1,194 @@
+"""`dag.test()` end to end: real Airflow tasks, the real library, the sandbox process over HTTP.
+
+Credentials reach the tasks only through the Airflow connection (AIRFLOW_CONN_ROKT_DEFAULT); the assertions
+read the sandbox's own record of what it received and the manifest the run wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from tests.conftest import ROOT, received_identifiers
+from tests.integration.test_audience_run import expected_hex
+
+CUSTOMERS_CSV = ROOT / "sample_data" / "customers.csv"
+SUPPRESSION_CSV = ROOT / "sample_data" / "suppression_hashed.csv"
+SECRETS = ("rpub-sandbox", "rsec-sandbox")
+
+
+def run_dag(dagbag: dict[str, Any], dag_id: str, **kwargs: Any) -> Any:
+    return dagbag[dag_id].test(**kwargs)
+
+
+def task_instances(dag_run: Any) -> dict[tuple[str, int], Any]:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id).all()
+        session.expunge_all()
+    return {(ti.task_id, ti.map_index): ti for ti in tis}
+
+
+def returned(dag_run: Any, task_id: str = "send", map_index: int = -1) -> Any:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.query(XComModel).filter_by(
+            dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, map_index=map_index, key="return_value",
+        ).one()
+        return XComModel.deserialize_value(row)
+
+
+def task_logs(capfd: Any, caplog: Any) -> str:
+    """Everything the run logged: the log records (task loggers) and whatever reached stdout/stderr."""
+    captured = capfd.readouterr()
+    return caplog.text + captured.out + captured.err
+
+
+def manifest_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def expected_sha256_column(path: Path) -> set[str]:
+    import base64
+
+    out = set()
+    for value in pl.read_csv(path, infer_schema=False)["email_sha256"].drop_nulls().to_list():
+        value = value.strip()
+        if re.fullmatch(r"[0-9a-fA-F]{64}", value):
+            out.add(value.lower())
+        elif re.fullmatch(r"[A-Za-z0-9+/]{43}=", value):
+            out.add(base64.b64decode(value).hex())
+    return out
+
+
+def test_daily_audience_dag_sends_everything_once_under_the_airflow_run_id(
+    dagbag, sandbox, rokt_connection, job_paths, capfd, caplog,
+) -> None:
+    from airflow.sdk._shared.secrets_masker import redact
+
+    dag_run = run_dag(dagbag, "rokt_audience_daily")
+    assert dag_run.state == "success"
+    state = sandbox.state()
+    assert sorted(received_identifiers(state)) == sorted(expected_hex(CUSTOMERS_CSV))  # all of it, once
+    assert {(r["action"], r["list"], r["account_id"]) for r in state["received"]} == {("include", "US_Customers", "123456789")}
+
+    summary = returned(dag_run)  # the XCom a downstream task reads
+    manifest = job_paths["ROKT_OUTPUT_URI"] / "us-customers-daily" / dag_run.run_id / "manifest.jsonl"
+    assert summary["ledger_run_id"] == summary["run_id"] == dag_run.run_id  # Airflow's run id is the ledger's
+    assert summary["manifest"] == str(manifest) and manifest.exists()
+    assert summary["identifiers_accepted"] == 180 and summary["batches_by_status"] == {"accepted": 1}
+    assert [line["status"] for line in manifest_lines(manifest)] == ["accepted"]
+    assert (manifest.parent / "summary.json").exists()
+
+    # The connection's keys are registered with Airflow's masker, which redacts every task log line.
+    assert redact(f"{SECRETS[0]} {SECRETS[1]}") == "*** ***"
+    output = task_logs(capfd, caplog)
+    assert f"manifest: {manifest}" in output
+    raw_emails = {re.sub(r"\s", "", e).lower() for e in pl.read_csv(CUSTOMERS_CSV, infer_schema=False)["Email Address"].drop_nulls() if "@" in e}
+    for needle in (*SECRETS, *raw_emails):
+        assert needle not in output
+
+
+def test_a_failed_batch_fails_the_task_and_the_airflow_retry_resumes_without_resending(
+    dagbag, sandbox, rokt_connection, job_paths, capfd, caplog,
+) -> None:
+    # 5 batches of 40, at most 2 attempts each: the first 2 requests succeed, the next 6 fail, so on the
+    # first try 2 batches are accepted and 3 fail after their 2 attempts; the task fails, Airflow retries it.
+    sandbox.faults({"script": [{"kind": "none"}, {"kind": "none"}] + [{"kind": "status", "status": 500}] * 6})
+    dag_run = run_dag(dagbag, "rokt_test_small_batches")
+    assert dag_run.state == "success"
+    assert task_instances(dag_run)[("send", -1)].try_number == 2  # it failed once and the retry finished it
+
+    state = sandbox.state()
+    sent = received_identifiers(state)
+    assert sorted(sent) == sorted(expected_hex(CUSTOMERS_CSV))  # every identifier arrived exactly once
+    assert len(state["received"]) == 5 and len(state["attempts"]) == 8 + 3  # no accepted batch was sent again
+    manifest = job_paths["ROKT_OUTPUT_URI"] / "test-small-batches" / dag_run.run_id / "manifest.jsonl"
+    lines = manifest_lines(manifest)
+    accepted = [line["batch"] for line in lines if line["status"] == "accepted"]
+    assert sorted(accepted) == [0, 1, 2, 3, 4]  # each batch accepted once, over both tries, in one manifest
+    assert sum(line["status"] == "failed" for line in lines) == 3
+    summary = returned(dag_run)
+    assert summary["batches_by_status"] == {"accepted": 3, "already_accepted": 2}
+
+    output = task_logs(capfd, caplog)
+    failed = [line for line in output.splitlines() if "identifiers are not accepted yet" in line]
+    assert failed, "the first try's failure message is not in the task log"
+    assert "100 of 180 identifiers are not accepted yet (batches: 2 accepted, 3 failed)" in failed[0]
+    assert f"resumes ledger run {dag_run.run_id}" in failed[0] and "--run-id" in failed[0]
+
+
+def test_the_task_uses_only_its_share_of_the_pool_budget(dagbag, sandbox, rokt_connection, job_paths) -> None:
+    # rokt_test_small_batches takes 2 of the pool's 4 slots: its job allows 4 in flight and 4/s, the task 2 and 2/s.
+    dag_run = run_dag(dagbag, "rokt_test_small_batches")
+    assert dag_run.state == "success"
+    family = sandbox.state()["families"]["audience_import"]
+    assert family["max_in_flight"] <= 2 and family["max_starts_in_window"] <= 2
+    assert family["max_starts_in_window"] == 2  # and it does use its share
+
+
+def test_wrong_credentials_fail_the_task_at_once_without_retries(dagbag, sandbox, rokt_connection, job_paths, monkeypatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_ROKT_DEFAULT", json.dumps({**rokt_connection, "password": "rsec-wrong"}))
+    dag_run = run_dag(dagbag, "rokt_test_small_batches")
+    assert dag_run.state == "failed"
+    send = task_instances(dag_run)[("send", -1)]
+    assert send.state == "failed" and send.try_number == 1  # a 401 is not worth a retry
+    assert len(sandbox.state()["attempts"]) <= 2  # the requests already in flight (its share: 2), not 5 batches
+
+
+def test_export_triggered_dag_sends_the_exact_file_named_by_the_asset_event(
+    dagbag, sandbox, rokt_connection, job_paths, tmp_path, monkeypatch,
+) -> None:
+    from airflow.models import dagrun as dagrun_module
+    from airflow.models.asset import AssetEvent, AssetModel
+    from sqlalchemy import select
+
+    exported = tmp_path / "exports" / "suppression-2025-06-01.csv"
+    exported.parent.mkdir()
+    producer = run_dag(dagbag, "warehouse_suppression_export", run_conf={"from": str(SUPPRESSION_CSV), "to": str(exported)})
+    assert producer.state == "success" and exported.exists()
+
+    # dag.test() always makes a manual run; the scheduler would make an asset-triggered one that consumes
+    # the queued events. Hand the run the producer's real event the way the scheduler does.
+    create = dagrun_module.get_or_create_dagrun
+
+    def consuming_the_export_events(**kwargs: Any) -> Any:
+        session = kwargs["session"]
+        run = create(**kwargs)
+        events = session.scalars(
+            select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id).where(AssetModel.name == "rokt_suppression_export",
+                                                     AssetEvent.source_run_id == producer.run_id)
+        ).all()
+        run.consumed_asset_events.extend(events)
+        session.commit()
+        return run
+
+    monkeypatch.setattr(dagrun_module, "get_or_create_dagrun", consuming_the_export_events)
+    dag_run = run_dag(dagbag, "rokt_suppression_on_export")
+    assert dag_run.state == "success"
+
+    state = sandbox.state()
+    assert sorted(received_identifiers(state)) == sorted(expected_sha256_column(SUPPRESSION_CSV))
+    assert {r["action"] for r in state["received"]} == {"exclude"}
+    assert returned(dag_run, "source_uris") == [str(exported)]
+    summary = returned(dag_run, "send", 0)
+    assert summary["ledger_run_id"].startswith(dag_run.run_id + ".")
+    manifest = Path(summary["manifest"])
+    assert manifest.parent == job_paths["ROKT_OUTPUT_URI"] / "suppression-on-export" / summary["ledger_run_id"]
+    assert {line["status"] for line in manifest_lines(manifest)} == {"accepted"}
+
+
+def test_export_triggered_dag_without_a_source_uri_fails_and_sends_nothing(dagbag, sandbox, rokt_connection, job_paths) -> None:
+    dag_run = run_dag(dagbag, "rokt_suppression_on_export")
+    assert dag_run.state == "failed"
+    assert task_instances(dag_run)[("source_uris", -1)].try_number == 1
+    assert sandbox.state()["attempts"] == []
