@@ -1,8 +1,9 @@
-"""Run a child process and measure it: wall time and the child's own peak RSS (from wait4's rusage)."""
+"""Run a child process and measure it: wall time and its own peak RSS (wait4 in bench/_spawn.py)."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from bench.data import BENCH_DIR, ROOT
 
 RUNS_DIR = BENCH_DIR / "runs"
 LAUNCHER = Path(__file__).resolve().parent / "_launch.py"
+SPAWNER = Path(__file__).resolve().parent / "_spawn.py"
 # What scripts/demo.py gives the demo jobs; the sandbox accepts these by default.
 SANDBOX_ENV = {
     "ROKT_PUBLIC_KEY": "rpub-sandbox",
@@ -28,9 +30,9 @@ SANDBOX_ENV = {
 class Child:
     argv: list[str]
     returncode: int
-    wall: float  # seconds, from spawn to exit
-    peak_rss: int  # bytes: the child's own ru_maxrss
-    started: float  # time.time() at spawn, to compare with timestamps the child or the sandbox wrote
+    wall: float  # seconds, from fork to exit
+    peak_rss: int  # bytes: the command's own ru_maxrss (see _spawn.py)
+    started: float  # time.time() just before spawning, to compare with timestamps the child or the sandbox wrote
     stdout: str
     stderr: str
     extra: dict[str, Any] = field(default_factory=dict)
@@ -43,30 +45,26 @@ class Child:
 
 
 def run_child(argv: list[str], env: dict[str, str] | None = None, timeout: float = 900) -> Child:
-    """Run argv to completion; its peak RSS comes from wait4 on that one pid, so runs never mix."""
-    out_path, err_path = RUNS_DIR / ".stdout", RUNS_DIR / ".stderr"
+    """Run argv to completion through bench/_spawn.py, which reports the command's own peak RSS."""
     RUNS_DIR.mkdir(parents=True, exist_ok=True)
+    out_path, err_path, result_path = RUNS_DIR / ".stdout", RUNS_DIR / ".stderr", RUNS_DIR / ".rusage"
+    result_path.unlink(missing_ok=True)
+    spawn = [sys.executable, "-S", str(SPAWNER), str(result_path), "--", *argv]
     with open(out_path, "w+b") as out, open(err_path, "w+b") as err:
         started_wall = time.time()
-        started = time.perf_counter()
-        process = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=err,
-                                   stdin=subprocess.DEVNULL)
-        deadline = started + timeout
-        while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                process.kill()
-                pid, status, usage = os.wait4(process.pid, 0)
-                break
-            time.sleep(0.005)
-        wall = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
+        process = subprocess.Popen(spawn, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=err,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise RuntimeError(f"{' '.join(argv[:4])} … did not finish within {timeout:.0f}s") from None
         out.seek(0)
         err.seek(0)
-        return Child(argv, process.returncode, wall, usage.ru_maxrss * 1024, started_wall,
-                     out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    code, wall, max_rss_kib = result_path.read_text().split()
+    return Child(argv, int(code), float(wall), int(max_rss_kib) * 1024, started_wall, stdout, stderr)
 
 
 def pipeline_argv(*args: str, with_pandas: bool = False) -> list[str]:
