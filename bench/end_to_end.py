@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +30,7 @@ class EndToEnd:
     statuses: dict
     violations: int
     throttled: int
+    violation_kinds: dict
 
     @property
     def floor(self) -> float:
@@ -67,9 +69,12 @@ def measure(rows: int, fmt: str = "csv", with_pandas: bool = False, log=print) -
         statuses=summary["batches_by_status"],
         violations=len(state["violations"]),
         throttled=sum(1 for a in state["attempts"] if a.get("status") == 429),
+        violation_kinds=dict(Counter(v["violation"] for v in state["violations"])),
     )
     log(f"  end to end {fmt} {rows_label(rows)}: {child.wall:.2f}s for {result.requests} requests "
         f"(floor {result.floor:.2f}s), first request after {result.first_request_manifest:.2f}s, peak RSS {mib(child.peak_rss)} MiB")
+    if result.violations:
+        log(f"  the sandbox saw limit violations: {result.violation_kinds}; retries {summary.get('retries')}")
     return result
 
 

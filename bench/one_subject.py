@@ -26,6 +26,9 @@ from bench.table import table
 ENDPOINT = "nurture_unsubscribe"
 LATENCY_SECONDS = 0.05
 CONCURRENCIES = (1, 4, 8, 16)
+# An extra level whose ideal (16 / 0.1 s = 160/s) stays under the endpoint's configurable rate cap (200/s),
+# so the client's own overhead shows apart from the cap.
+EXTRA_LEVEL = (16, 0.1)
 SECONDS_PER_LEVEL = 4.0  # requests per level = ideal rate x this
 
 
@@ -89,6 +92,7 @@ def _emails(count: int) -> Path:
 @dataclass
 class Level:
     concurrency: int
+    latency: float
     requests: int
     child: Child
     span: float  # first request start -> last answer, from the manifest
@@ -98,7 +102,7 @@ class Level:
 
     @property
     def ideal(self) -> float:
-        return min(self.concurrency / LATENCY_SECONDS, self.rps_limit)
+        return min(self.concurrency / self.latency, self.rps_limit)
 
     @property
     def throughput(self) -> float:
@@ -107,7 +111,7 @@ class Level:
     @property
     def share(self) -> float:
         """Of the issue's ideal, concurrency / latency."""
-        return self.throughput / (self.concurrency / LATENCY_SECONDS)
+        return self.throughput / (self.concurrency / self.latency)
 
     @property
     def share_reachable(self) -> float:
@@ -120,6 +124,11 @@ def _epoch(utc_iso: str) -> float:
 
 
 def measure(with_pandas: bool = False, concurrencies=CONCURRENCIES, log=print) -> list[Level]:
+    levels = [(c, LATENCY_SECONDS) for c in concurrencies] + ([EXTRA_LEVEL] if EXTRA_LEVEL else [])
+    return _measure(levels, with_pandas, log)
+
+
+def _measure(plan: list[tuple[int, float]], with_pandas: bool, log) -> list[Level]:
     from pipeline.sandbox.process import start_sandbox_process
 
     destination_class = _destination_class()
@@ -132,34 +141,34 @@ def measure(with_pandas: bool = False, concurrencies=CONCURRENCIES, log=print) -
     sandbox = start_sandbox_process("--no-keep-identifiers")
     try:
         env["ROKT_SANDBOX_URL"] = sandbox.url
-        for concurrency in concurrencies:
+        for concurrency, latency in plan:
             sandbox.reset()
             # Lift the sandbox's own limits so only latency and the client's concurrency remain.
             sandbox.limits({ENDPOINT: {"requests_per_second": 100_000, "concurrency": 1_000}})
-            sandbox.faults({"family": ENDPOINT, "latency_seconds": LATENCY_SECONDS})
-            count = max(60, round(SECONDS_PER_LEVEL * concurrency / LATENCY_SECONDS))
+            sandbox.faults({"family": ENDPOINT, "latency_seconds": latency})
+            count = max(60, round(SECONDS_PER_LEVEL * min(concurrency / latency, documented.requests_per_second)))
             destination = {
                 **example, "base_url": "${ROKT_SANDBOX_URL}",
                 "limits": {"batch_size": 1, "concurrency": min(concurrency, documented.concurrency),
                            "requests_per_second": documented.requests_per_second},
             }
-            job = {"job": f"bench-unsubscribe-c{concurrency}", "source": {"uri": str(_emails(count)), "columns": {"email": "Email Address"}},
+            job = {"job": f"bench-unsubscribe-c{concurrency}-{latency * 1000:.0f}ms", "source": {"uri": str(_emails(count)), "columns": {"email": "Email Address"}},
                    "destination": destination, "output": {"uri": str(ROOT / ".bench" / "runs" / "out")}}
-            path = write_job(f"unsubscribe-c{concurrency}", job)
+            path = write_job(f"unsubscribe-c{concurrency}-{latency * 1000:.0f}ms", job)
             child = run_child(pipeline_argv("run", str(path), "--log-format", "json", with_pandas=with_pandas), env=env).check()
             summary = run_summary(child)
             manifest = [json.loads(line) for line in (Path(summary["_folder"]) / "manifest.jsonl").read_text().splitlines() if line.strip()]
             span = max(_epoch(r["finished_at"]) for r in manifest) - min(_epoch(r["started_at"]) for r in manifest)
             state = sandbox.state()
-            level = Level(concurrency, len(manifest), child, span, summary["batches_by_status"], len(state["violations"]),
+            level = Level(concurrency, latency, len(manifest), child, span, summary["batches_by_status"], len(state["violations"]),
                           documented.requests_per_second)
             if documented.concurrency < concurrency:
                 log(f"  note: {ENDPOINT} allows at most concurrency {documented.concurrency}; ran at that")
-            if documented.requests_per_second < concurrency / LATENCY_SECONDS:
+            if documented.requests_per_second < concurrency / latency:
                 log(f"  note: {ENDPOINT} allows at most {documented.requests_per_second:g} requests/s, below the ideal "
-                    f"{concurrency / LATENCY_SECONDS:g}/s at concurrency {concurrency}")
-            log(f"  unsubscribe c={concurrency}: {level.requests} requests in {span:.2f}s = {level.throughput:,.0f}/s, "
-                f"{level.share:.0%} of {concurrency / LATENCY_SECONDS:,.0f}/s")
+                    f"{concurrency / latency:g}/s at concurrency {concurrency}")
+            log(f"  unsubscribe c={concurrency}, {latency * 1000:.0f} ms: {level.requests} requests in {span:.2f}s = "
+                f"{level.throughput:,.0f}/s, {level.share:.0%} of {concurrency / latency:,.0f}/s")
             levels.append(level)
     finally:
         sandbox.stop()
@@ -167,13 +176,13 @@ def measure(with_pandas: bool = False, concurrencies=CONCURRENCIES, log=print) -
 
 
 def one_subject_table(levels: list[Level] | None, reason: str | None) -> str:
-    title = f"4. One-subject endpoint: {ENDPOINT}, {LATENCY_SECONDS * 1000:.0f} ms injected server latency"
+    title = f"4. One-subject endpoint: {ENDPOINT} with injected server latency"
     if levels is None:
         return f"\n### {title}\n\n{reason}"
-    rows = [[lv.concurrency, lv.requests, f"{lv.span:.2f}", f"{lv.throughput:,.0f}", f"{lv.concurrency / LATENCY_SECONDS:,.0f}",
+    rows = [[lv.concurrency, f"{lv.latency * 1000:.0f}", lv.requests, f"{lv.span:.2f}", f"{lv.throughput:,.0f}", f"{lv.concurrency / lv.latency:,.0f}",
              f"{lv.share:.0%}", f"{lv.rps_limit:g}", f"{lv.share_reachable:.0%}", mib(lv.child.peak_rss), lv.violations,
              ", ".join(f"{n} {s}" for s, n in lv.statuses.items())] for lv in levels]
-    return table(title, ["concurrency", "requests", "span s", "requests/s", "ideal/s", "share", "max rps", "share of reachable",
+    return table(title, ["concurrency", "latency ms", "requests", "span s", "requests/s", "ideal/s", "share", "max rps", "share of reachable",
                          "RSS MiB", "violations", "statuses"], rows,
                  "ideal = concurrency / latency (the issue's); max rps = the highest requests_per_second the config accepts\n"
                  "for the endpoint (set in each job); reachable = min(ideal, max rps). span = first request start to last\n"
