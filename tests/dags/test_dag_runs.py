@@ -192,3 +192,61 @@ def test_export_triggered_dag_without_a_source_uri_fails_and_sends_nothing(dagba
     assert dag_run.state == "failed"
     assert task_instances(dag_run)[("source_uris", -1)].try_number == 1
     assert sandbox.state()["attempts"] == []
+
+
+# Runs one DAG run in a process of its own, so the test can kill it like a crashed worker.
+WORKER = r"""
+import sys
+from datetime import datetime
+from airflow.dag_processing.dagbag import BundleDagBag
+folder, dag_id, when = sys.argv[1], sys.argv[2], datetime.fromisoformat(sys.argv[3])
+sys.path.append(sys.argv[4])  # the bundle holding rokt_airflow/, as in a deployment
+bag = BundleDagBag(dag_folder=folder, bundle_path=folder, bundle_name="rokt-tests")
+bag.get_dag(dag_id).test(logical_date=when, run_after=when)
+"""
+
+
+def test_after_a_worker_crash_the_rerun_resumes_and_never_resends_a_recorded_batch(
+    dagbag, sandbox, rokt_connection, job_paths,
+) -> None:
+    import hashlib
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from datetime import datetime, timezone
+
+    from tests.dags.airflow_setup import DAGS, TEST_DAGS
+
+    when = datetime(2025, 6, 1, 6, 0, tzinfo=timezone.utc)  # the same DAG run (same run id) both times
+    log = (job_paths["ROKT_OUTPUT_URI"].parent / "worker.log").open("w")
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, str(TEST_DAGS), "rokt_test_small_batches", when.isoformat(),
+                               str(DAGS)], stdout=subprocess.DEVNULL, stderr=log)
+    out = job_paths["ROKT_OUTPUT_URI"] / "test-small-batches"
+    deadline = time.monotonic() + 60
+    recorded: list[dict[str, Any]] = []
+    try:
+        while time.monotonic() < deadline and len(recorded) < 2:  # kill it once two batches are on record
+            manifests = list(out.glob("*/manifest.jsonl"))
+            recorded = [line for line in manifest_lines(manifests[0]) if line["status"] == "accepted"] if manifests else []
+            time.sleep(0.02)
+        os.kill(worker.pid, signal.SIGKILL)
+    finally:
+        worker.kill()
+        worker.wait(timeout=30)
+    log.close()
+    assert len(recorded) >= 2, "the worker never got two batches accepted:\n" + Path(log.name).read_text()[-3000:]
+    [run_dir] = list(out.iterdir())
+    recorded = [line for line in manifest_lines(run_dir / "manifest.jsonl") if line["status"] == "accepted"]
+    assert len(recorded) < 5  # it really died part way
+
+    dag_run = run_dag(dagbag, "rokt_test_small_batches", logical_date=when, run_after=when)
+    assert dag_run.state == "success" and dag_run.run_id == run_dir.name  # the same ledger run, resumed
+    state = sandbox.state()
+    assert set(received_identifiers(state)) == expected_hex(CUSTOMERS_CSV)  # everything arrived
+    received = [hashlib.sha256("\n".join(sorted(r["identifiers"])).encode()).hexdigest() for r in state["received"]]
+    for line in recorded:
+        assert received.count(line["digest"]) == 1, f"batch {line['batch']} was on record and was sent again"
+    assert len(received) <= 5 + 2  # at most the batches in flight at the crash (the task's share: 2) went twice
+    assert returned(dag_run)["batches_by_status"]["already_accepted"] == len(recorded)
