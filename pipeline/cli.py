@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("job", help="the job's YAML file")
     run.add_argument("--run-id", help="resume or name a run; batches already accepted under it are skipped")
     run.add_argument("--dry-run", action="store_true", help="everything but the HTTP calls")
+    run.add_argument("--yes", action="store_true", help="confirm a destructive run beyond the job's safety limit")
     _common(run)
     run.set_defaults(command=_run)
 
@@ -95,7 +96,7 @@ def _run(args: argparse.Namespace) -> int:
 
     job = load_job(args.job)
     progress = TerminalProgress() if sys.stderr.isatty() and args.log_format == "text" else LogProgress()
-    summary = run_job(job, run_id=args.run_id, dry_run=args.dry_run, progress=progress)
+    summary = run_job(job, run_id=args.run_id, dry_run=args.dry_run, progress=progress, confirmed=args.yes)
     statuses = ", ".join(f"{n} {status}" for status, n in summary.batches_by_status.items()) or "no batches"
     line = (
         f"run {summary.run_id}: {summary.rows_read:,} rows read, {summary.rows_rejected:,} rejected, "

@@ -30,6 +30,9 @@ class ColumnMap(StrictModel):
 
     email: str | None = None
     sha256: str | None = None
+    phone: str | None = None
+    request_type: str | None = None
+    account_id: str | None = None
 
     def mapped(self) -> dict[str, str]:
         return {role: column for role, column in self.model_dump().items() if column is not None}
@@ -44,7 +47,7 @@ class SourceConfig(StrictModel):
     max_reject_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
-    def _one_identifier_column(self) -> SourceConfig:
+    def _some_column(self) -> SourceConfig:
         if not self.columns.mapped():
             raise ValueError("map at least one identifier column, e.g. columns: {email: <column name>}")
         return self
@@ -72,6 +75,10 @@ class ApiKey(StrictModel):
     api_key: SecretStr
 
 
+class BearerToken(StrictModel):
+    token: SecretStr
+
+
 class AppCredentials(StrictModel):
     app_id: SecretStr
     app_secret: SecretStr
@@ -88,6 +95,9 @@ class DestinationBase(StrictModel):
     max_limits: ClassVar[Limits]
     limits_documented: ClassVar[bool] = False
     default_base_url: ClassVar[str]
+    identifier_roles: ClassVar[tuple[str, ...]] = ("email", "sha256")
+    other_roles: ClassVar[tuple[str, ...]] = ()
+    one_identifier_per_row: ClassVar[bool] = True
 
     base_url: str | None = None
     limits: Limits | None = None
@@ -185,8 +195,44 @@ class NurtureUnsubscribeDestination(DestinationBase):
     max_limits: ClassVar[Limits] = Limits(batch_size=1, requests_per_second=200, concurrency=32)
     default_base_url: ClassVar[str] = "https://api.data.rokt.com"
 
+    identifier_roles: ClassVar[tuple[str, ...]] = ("email",)
+
     endpoint: Literal["nurture_unsubscribe"]
     credentials: ApiKey
+
+
+_PARTNERSHIPS_URL = "https://accounts.rokt.com"
+RequestType = Literal["NETWORK_OPT_OUT", "NETWORK_DATA_DELETION"]
+
+
+class NetworkPrivacyDestination(DestinationBase):
+    # One subject per request; no documented rate, so conservative defaults.
+    default_limits: ClassVar[Limits] = Limits(batch_size=1, requests_per_second=10, concurrency=4)
+    max_limits: ClassVar[Limits] = Limits(batch_size=1, requests_per_second=50, concurrency=16)
+    default_base_url: ClassVar[str] = _PARTNERSHIPS_URL
+    identifier_roles: ClassVar[tuple[str, ...]] = ("email", "phone", "sha256")
+    other_roles: ClassVar[tuple[str, ...]] = ("request_type",)
+    one_identifier_per_row: ClassVar[bool] = False
+
+    endpoint: Literal["network_privacy"]
+    parent_account_id: str = Field(min_length=1)
+    request_type: RequestType | None = None  # fixed for the file, unless a request_type column is mapped
+    default_phone_region: str = Field(default="US", pattern=r"^[A-Z]{2}$")
+    credentials: BearerToken
+
+
+class AccountDeletionDestination(DestinationBase):
+    default_limits: ClassVar[Limits] = Limits(batch_size=1, requests_per_second=2, concurrency=2)
+    max_limits: ClassVar[Limits] = Limits(batch_size=1, requests_per_second=10, concurrency=4)
+    default_base_url: ClassVar[str] = _PARTNERSHIPS_URL
+    identifier_roles: ClassVar[tuple[str, ...]] = ("account_id",)
+
+    endpoint: Literal["account_deletion"]
+    parent_account_id: str = Field(min_length=1)
+    dry_run: bool = False  # true sends ?dry_run=true: validated by Rokt, nothing deleted
+    max_accounts: int = Field(default=10, ge=0)  # a real deletion of more accounts needs --yes
+    operation_poll_seconds: float = Field(default=30.0, ge=0, le=3600)
+    credentials: BearerToken
 
 
 Destination = Annotated[
@@ -195,6 +241,8 @@ Destination = Annotated[
         AudienceImportLegacyDestination,
         DataDeletionDestination,
         NurtureUnsubscribeDestination,
+        NetworkPrivacyDestination,
+        AccountDeletionDestination,
     ],
     Field(discriminator="endpoint"),
 ]
@@ -213,13 +261,21 @@ class JobConfig(StrictModel):
 
     @model_validator(mode="after")
     def _columns_fit_destination(self) -> JobConfig:
-        mapped = self.source.columns.mapped()
-        if "email" in mapped and "sha256" in mapped:
-            raise ValueError("source.columns: map either email or sha256, not both (one identifier per row)")
-        if getattr(self.destination, "send", None) == "email" and "email" not in mapped:
+        destination, mapped = self.destination, self.source.columns.mapped()
+        allowed = destination.identifier_roles + destination.other_roles
+        for role in mapped:
+            if role not in allowed:
+                raise ValueError(f"source.columns.{role}: not used by {destination.endpoint} (it takes {', '.join(allowed)})")
+        identifiers = [role for role in mapped if role in destination.identifier_roles]
+        choices = " or ".join(destination.identifier_roles)
+        if not identifiers:
+            raise ValueError(f"source.columns: map an identifier column for {destination.endpoint}: {choices}")
+        if destination.one_identifier_per_row and len(identifiers) > 1:
+            raise ValueError(f"source.columns: map either {choices}, not several (one identifier per row)")
+        if getattr(destination, "send", None) == "email" and "email" not in mapped:
             raise ValueError("destination.send: email needs a raw email column; pre-hashed input can only be sent as sha256")
-        if isinstance(self.destination, NurtureUnsubscribeDestination) and "email" not in mapped:
-            raise ValueError("source.columns: nurture_unsubscribe sends raw emails; map an email column")
+        if isinstance(destination, NetworkPrivacyDestination) and destination.request_type is None and "request_type" not in mapped:
+            raise ValueError("destination.request_type: set NETWORK_OPT_OUT or NETWORK_DATA_DELETION, or map a request_type column")
         return self
 
 
@@ -270,7 +326,7 @@ def describe_validation_error(error: ValidationError) -> str:
 
 
 def _is_union_tag(part: Any) -> bool:
-    return isinstance(part, str) and part.startswith(("audience_import", "data_deletion", "nurture_", "network_", "account_"))
+    return isinstance(part, str) and part.startswith(("audience_import", "data_deletion", "nurture_", "network_privacy", "account_deletion"))
 
 
 def load_job(

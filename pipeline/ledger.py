@@ -12,7 +12,7 @@ import os
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +66,17 @@ class Ledger:
                     with open(self.path, "ab") as out:
                         out.write(b"\n")
 
-    def accepted_batches(self) -> dict[int, str]:
-        """batch index -> digest of every batch already accepted under this run id."""
-        return {r["batch"]: r["digest"] for r in self.records if r.get("status") == "accepted" and "batch" in r}
+    def accepted(self, counts: Callable[[dict[str, Any]], bool] = lambda record: True) -> list[dict[str, Any]]:
+        """Request lines accepted under this run id that `counts` says need not be sent again."""
+        return [r for r in self.records if r.get("status") == "accepted" and "batch" in r and counts(r)]
 
-    def accepted_subjects(self) -> set[str]:
+    def accepted_batches(self, counts: Callable[[dict[str, Any]], bool] = lambda record: True) -> dict[int, str]:
+        """batch index -> digest of every batch already accepted under this run id."""
+        return {r["batch"]: r["digest"] for r in self.accepted(counts)}
+
+    def accepted_subjects(self, counts: Callable[[dict[str, Any]], bool] = lambda record: True) -> set[str]:
         """Subjects of one-subject requests already accepted under this run id: never sent again."""
-        return {r["subject"] for r in self.records if r.get("status") == "accepted" and "subject" in r}
+        return {r["subject"] for r in self.accepted(counts) if "subject" in r}
 
     def append(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, separators=(",", ":"), sort_keys=False) + "\n"

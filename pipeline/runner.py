@@ -78,7 +78,11 @@ def run_output_dir(job: JobConfig, run_id: str) -> Path:
     return Path(job.output.uri) / job.job / run_id
 
 
-def run_job(job: JobConfig, run_id: str | None = None, dry_run: bool = False, progress: Progress | None = None) -> RunSummary:
+def run_job(
+    job: JobConfig, run_id: str | None = None, dry_run: bool = False, progress: Progress | None = None,
+    confirmed: bool = False,
+) -> RunSummary:
+    """Run a job. `confirmed` is the command line's --yes, for destructive runs beyond the job's safety limit."""
     run_id = run_id or new_run_id()
     if not _RUN_ID.match(run_id) or ".." in run_id:
         raise ConfigError(f"--run-id {run_id!r}: use letters, digits and . _ : + @ = - (at most 200 characters)")
@@ -93,6 +97,10 @@ def run_job(job: JobConfig, run_id: str | None = None, dry_run: bool = False, pr
     summary.superseded = prepared.superseded
     summary.reject_reasons = prepared.reject_reasons
     refuse_useless_input(job, prepared, out_dir)
+    needs_confirmation = endpoint.confirmation_needed(prepared.identifiers)
+    if needs_confirmation and not (confirmed or dry_run):
+        raise ConfigError(f"{needs_confirmation}. Nothing was sent.")
+    endpoint.bind_run(job.job, run_id, dry_run)
 
     limits = endpoint.spec.limits
     summary.batches = count_batches(prepared.identifiers, limits.batch_size)
@@ -139,8 +147,8 @@ def _send_all(
 ) -> None:
     spec = endpoint.spec
     limits = spec.limits
-    accepted_batches = ledger.accepted_batches()
-    accepted_subjects = ledger.accepted_subjects() if spec.one_subject else set()
+    accepted_batches = ledger.accepted_batches(endpoint.counts_for_resume)
+    accepted_subjects = ledger.accepted_subjects(endpoint.counts_for_resume) if spec.one_subject else set()
     by_status: dict[str, int] = {}
     lock = threading.Lock()
     sender = sender_for(job, endpoint)
@@ -158,6 +166,7 @@ def _send_all(
         }
         if batch.subject is not None:
             record["subject"] = batch.subject
+        record.update(endpoint.manifest_fields(batch))
         if delivery is None:
             record.update(status="dry_run", http_status=None, ids={}, attempts=0, error=None, ambiguous=False)
         else:

@@ -19,6 +19,8 @@ SANDBOX_ENV = {
     "ROKT_APP_ID": "sandbox-app-id",
     "ROKT_APP_SECRET": "sandbox-app-secret",
     "ROKT_WEBHOOK_API_KEY": "sandbox-webhook-api-key",
+    "ROKT_PARTNER_TOKEN": "sandbox-partner-token",
+    "ROKT_PARENT_ACCOUNT_ID": "1000000000000000001",
 }
 
 

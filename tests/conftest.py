@@ -21,6 +21,8 @@ SANDBOX_CREDENTIALS = {
     "ROKT_APP_ID": "sandbox-app-id",
     "ROKT_APP_SECRET": "sandbox-app-secret",
     "ROKT_WEBHOOK_API_KEY": "sandbox-webhook-api-key",
+    "ROKT_PARTNER_TOKEN": "sandbox-partner-token",
+    "ROKT_PARENT_ACCOUNT_ID": "1000000000000000001",
 }
 
 
@@ -138,3 +140,18 @@ def valid_normalised_emails(path: Path, column: str = "email") -> set[str]:
         if re.fullmatch(r"[^@]+@[^@.]+(\.[^@.]+)+", normalised):
             out.add(normalised)
     return out
+
+
+def partnership_job(tmp_path: Path, source: Path | str, columns: dict[str, str], **destination: Any) -> dict[str, Any]:
+    return {
+        "job": f"test-{destination['endpoint'].replace('_', '-')}",
+        "source": {"uri": str(source), "columns": columns, "max_reject_fraction": 1.0},
+        "destination": {
+            "base_url": "${ROKT_SANDBOX_URL}",
+            "parent_account_id": "${ROKT_PARENT_ACCOUNT_ID}",
+            "credentials": {"token": "${ROKT_PARTNER_TOKEN}"},
+            "retry": {"base_delay_seconds": 0.05, "max_delay_seconds": 0.5},
+            **destination,
+        },
+        "output": {"uri": str(tmp_path / "out")},
+    }

@@ -63,6 +63,14 @@ class EndpointBase:
         spec = self.spec
         return single_identifier_plan(spec.identifier_role, spec.wire_encoding, with_subject=spec.one_subject)
 
+    def manifest_fields(self, batch: Batch) -> dict[str, Any]:
+        """Extra audit fields for a manifest line. Never a raw identifier."""
+        return {}
+
+    def counts_for_resume(self, record: dict[str, Any]) -> bool:
+        """Whether an accepted manifest line means this run need not send that request again."""
+        return True
+
     def bind_run(self, job: str, run_id: str, dry_run: bool) -> None:
         """Called once per run before any request is built (e.g. to derive idempotency keys)."""
 

@@ -18,7 +18,7 @@ class SlidingWindowRateLimiter:
     a compliant client look like a violator.
     """
 
-    def __init__(self, requests_per_second: float, margin: float = 0.03, clock=time.monotonic, sleep=time.sleep):
+    def __init__(self, requests_per_second: float, margin: float = 0.05, clock=time.monotonic, sleep=time.sleep):
         self.capacity = max(1, math.floor(requests_per_second))
         self.window = self.capacity / requests_per_second + margin
         self._starts: deque[float] = deque()

@@ -17,14 +17,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from pipeline.sandbox import audience_import, data_deletion, nurture_unsubscribe
+from pipeline.sandbox import audience_import, data_deletion, nurture_unsubscribe, partnerships
 from pipeline.sandbox.faults import Fault, FaultPlan
 from pipeline.sandbox.routes import Call, Reply, Route
 from pipeline.sandbox.state import Credentials, FamilyLimits, SandboxState
 
 log = logging.getLogger(__name__)
 
-HANDLER_MODULES = [audience_import, data_deletion, nurture_unsubscribe]
+HANDLER_MODULES = [audience_import, data_deletion, nurture_unsubscribe, partnerships]
 ROUTES: list[Route] = [r for module in HANDLER_MODULES for r in module.ROUTES]
 DEFAULT_LIMITS: dict[str, FamilyLimits] = {k: v for module in HANDLER_MODULES for k, v in module.FAMILY_LIMITS.items()}
 EXTENSIONS = {k: v for module in HANDLER_MODULES for k, v in module.EXTENSIONS.items()}

@@ -24,6 +24,12 @@ class Credentials:
     app_id: str = "sandbox-app-id"
     app_secret: str = "sandbox-app-secret"
     webhook_api_key: str = "sandbox-webhook-api-key"
+    partner_token: str = "sandbox-partner-token"
+
+
+# Arrival jitter the sandbox forgives when counting starts per window: a compliant client's requests can reach
+# a busy server a few milliseconds apart from how they left. The client keeps a wider margin (50 ms).
+JITTER_ALLOWANCE_SECONDS = 0.025
 
 
 @dataclass
@@ -75,7 +81,7 @@ class SandboxState:
             violation = None
             if limits is not None:
                 capacity = max(1, math.floor(limits.requests_per_second))
-                window = capacity / limits.requests_per_second
+                window = capacity / limits.requests_per_second - JITTER_ALLOWANCE_SECONDS
                 while counters.starts and now - counters.starts[0] >= window:
                     counters.starts.popleft()
                 if len(counters.starts) >= capacity:

@@ -250,3 +250,35 @@ def test_after_a_worker_crash_the_rerun_resumes_and_never_resends_a_recorded_bat
         assert received.count(line["digest"]) == 1, f"batch {line['batch']} was on record and was sent again"
     assert len(received) <= 5 + 2  # at most the batches in flight at the crash (the task's share: 2) went twice
     assert returned(dag_run)["batches_by_status"]["already_accepted"] == len(recorded)
+
+
+def test_deletion_dag_submits_then_follows_open_runs_until_every_task_is_final(
+    dagbag, sandbox, job_paths, monkeypatch,
+) -> None:
+    from datetime import datetime, timezone
+
+    from rokt_airflow.tasks import deletion_run_closed
+
+    connection = {"conn_type": "http", "host": sandbox.url, "login": "sandbox-app-id", "password": "sandbox-app-secret"}
+    monkeypatch.setenv("AIRFLOW_CONN_ROKT_DELETION", json.dumps(connection))
+    for name in ("ROKT_APP_ID", "ROKT_APP_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+
+    day_one = datetime(2025, 6, 1, 7, tzinfo=timezone.utc)
+    first = run_dag(dagbag, "rokt_data_deletion", logical_date=day_one, run_after=day_one)
+    assert first.state == "success"
+    [task] = sandbox.state()["data_deletion"]["tasks"]
+    first_manifest = Path(returned(first)["manifest"])
+    assert [line["ids"]["taskId"] for line in manifest_lines(first_manifest) if line.get("status") == "accepted"] == [task["taskId"]]
+    synced = returned(first, "sync_open_deletion_runs")
+    assert synced["open_runs"] == [first.run_id] and synced["synced"][0]["by_status"] == {"PENDING": 1}
+
+    sandbox.advance_days(31)  # past the documented 30 days: Rokt has actioned the first run's task
+    day_two = datetime(2025, 7, 2, 7, tzinfo=timezone.utc)
+    second = run_dag(dagbag, "rokt_data_deletion", logical_date=day_two, run_after=day_two)
+    assert second.state == "success"
+    synced = {r["run_id"]: r for r in returned(second, "sync_open_deletion_runs")["synced"]}
+    assert synced[first.run_id]["by_status"] == {"ACTIONED": 1} and synced[first.run_id]["open"] == 0
+    assert synced[second.run_id]["open"] == 1
+    assert deletion_run_closed(first_manifest)  # so the next day's sync leaves it alone
+    assert not deletion_run_closed(Path(returned(second)["manifest"]))

@@ -66,7 +66,7 @@ def test_invalid_action_does_not_echo_secrets(tmp_path: Path) -> None:
 
 def test_both_identifier_columns(tmp_path: Path) -> None:
     job = audience_job(tmp_path, "x.csv", columns={"email": "e", "sha256": "h"})
-    assert "map either email or sha256" in error_of(tmp_path, job)
+    assert "map either email or sha256, not several" in error_of(tmp_path, job)
 
 
 def test_sending_emails_needs_raw_emails(tmp_path: Path) -> None:

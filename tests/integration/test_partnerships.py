@@ -1,0 +1,173 @@
+"""Partnerships API end to end: network privacy identifier rules, phones, supersede; account deletion keys."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+
+import polars as pl
+
+from tests.conftest import partnership_job, read_manifest, read_summary, run_cli, write_job
+
+PRIVACY_COLUMNS = {"request_type": "type", "email": "email", "phone": "phone", "sha256": "hash"}
+
+
+def sha(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()
+
+
+def privacy_file(tmp_path, rows):
+    path = tmp_path / "privacy.csv"
+    pl.DataFrame(rows, schema=["type", "email", "phone", "hash"], orient="row").write_csv(path)
+    return path
+
+
+def test_identifier_rules_phones_and_supersede(tmp_path, sandbox, sandbox_env) -> None:
+    rows = [
+        ("NETWORK_OPT_OUT", " Opt@Example.com", None, None),            # ok: email
+        ("network_opt_out", None, "(415) 555-0101", None),             # ok: phone, normalised to E.164
+        ("NETWORK_OPT_OUT", None, None, sha("x@example.com").hex()),   # hash on an opt-out
+        ("NETWORK_OPT_OUT", "both@example.com", "(415) 555-0102", None),  # both
+        ("NETWORK_DATA_DELETION", "del@example.com", None, None),      # ok: email
+        ("NETWORK_DATA_DELETION", None, None, sha("h@example.com").hex()),  # ok: hex converted to base64
+        ("NETWORK_DATA_DELETION", None, "(415) 555-0103", None),       # phone on a deletion
+        ("NETWORK_DATA_DELETION", "a@example.com", None, sha("a@example.com").hex()),  # both
+        ("NETWORK_FORGET_ME", "who@example.com", None, None),          # unknown type
+        ("NETWORK_OPT_OUT", None, "not a phone", None),                # unparseable phone
+        ("NETWORK_OPT_OUT", None, None, None),                         # nothing at all
+        ("NETWORK_OPT_OUT", "twice@example.com", None, None),          # superseded by the deletion below
+        ("NETWORK_DATA_DELETION", None, None, base64.b64encode(sha("twice@example.com")).decode()),
+    ]
+    job = partnership_job(tmp_path, privacy_file(tmp_path, rows), PRIVACY_COLUMNS, endpoint="network_privacy")
+    done = run_cli("run", str(write_job(tmp_path, job)), env=sandbox_env)
+    assert done.returncode == 0, done.stderr
+    state = sandbox.state()
+    sent = sorted((r["request_type"], r["key"], r["identifiers"][0]) for r in state["received"])
+    assert sent == sorted([
+        ("NETWORK_OPT_OUT", "email", "opt@example.com"),
+        ("NETWORK_OPT_OUT", "phone", "+14155550101"),
+        ("NETWORK_DATA_DELETION", "email", "del@example.com"),
+        ("NETWORK_DATA_DELETION", "sha256Email", base64.b64encode(sha("h@example.com")).decode()),
+        ("NETWORK_DATA_DELETION", "sha256Email", base64.b64encode(sha("twice@example.com")).decode()),
+    ])
+    assert state["partnerships"]["idempotency_headers_on_network_privacy"] == 0  # never an Idempotency-Key
+    reasons = {int(line.split(",")[1]): line.split(",", 3)[3].strip('"') for line in
+               next((tmp_path / "out").glob("*/*/rejects.csv")).read_text().splitlines()[1:]}
+    assert reasons == {
+        3: "NETWORK_OPT_OUT does not take a hashed email (sha256Email)",
+        4: "NETWORK_OPT_OUT takes exactly one of email or phone, not both",
+        7: "NETWORK_DATA_DELETION does not take a phone",
+        8: "NETWORK_DATA_DELETION takes exactly one of email or sha256Email, not both",
+        9: "unknown request type (expected NETWORK_OPT_OUT or NETWORK_DATA_DELETION)",
+        10: "not a valid phone number",
+        11: "empty: no email, phone or sha256 on this row",
+    }
+    facts = read_summary(tmp_path / "out")
+    assert facts["superseded"] == 1 and facts["rows_read"] == 13
+    assert facts["rows_read"] == facts["rows_rejected"] + facts["duplicates_dropped"] + facts["superseded"] + facts["identifiers_accepted"]
+    lines = read_manifest(tmp_path / "out")
+    by_id = {r["id"]: r for r in state["received"]}
+    for line in lines:
+        assert line["ids"]["requestId"] == line["ids"]["X-Network-Privacy-Request-Id"] in by_id
+        value = by_id[line["ids"]["requestId"]]["identifiers"][0]
+        expected_subject = base64.b64decode(value).hex() if line["identifier_kind"] == "sha256Email" else hashlib.sha256(value.encode()).hexdigest()
+        assert line["subject"] == expected_subject
+    written = "".join(p.read_text() for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert "opt@example.com" not in written and "+14155550101" not in written
+
+
+def test_fixed_request_type_and_ambiguous_answers(tmp_path, sandbox, sandbox_env) -> None:
+    emails = [f"p{i}@example.com" for i in range(12)]
+    path = tmp_path / "optouts.csv"
+    pl.DataFrame({"email": emails}).write_csv(path)
+    sandbox.faults({"family": "network_privacy", "script": [{"kind": "none"}, {"kind": "reset_after"}, {"kind": "status", "status": 429}]})
+    job = partnership_job(tmp_path, path, {"email": "email"}, endpoint="network_privacy", request_type="NETWORK_OPT_OUT")
+    path_job = write_job(tmp_path, job)
+    assert run_cli("run", str(path_job), "--run-id", "p-1", env=sandbox_env).returncode == 0
+    received = [r["identifiers"][0] for r in sandbox.state()["received"]]
+    assert set(received) == set(emails) and len(received) == 13  # one answer lost after the server acted
+    lines = read_manifest(tmp_path / "out")
+    [flagged] = [line for line in lines if line["ambiguous"]]
+    duplicate = next(e for e in emails if received.count(e) == 2)
+    assert flagged["subject"] == hashlib.sha256(duplicate.encode()).hexdigest()
+    again = run_cli("run", str(path_job), "--run-id", "p-1", env=sandbox_env)
+    assert again.returncode == 0 and len(sandbox.state()["received"]) == 13  # a resumed run re-sends nothing
+
+
+def merchants(tmp_path, accounts):
+    path = tmp_path / "merchants.csv"
+    pl.DataFrame({"merchant_account_id": accounts}).write_csv(path)
+    return path
+
+
+def account_job(tmp_path, source, **destination):
+    return partnership_job(tmp_path, source, {"account_id": "merchant_account_id"}, endpoint="account_deletion",
+                           operation_poll_seconds=5, **destination)
+
+
+def test_dry_run_then_real_run_use_distinct_keys_and_a_rerun_deletes_nothing_more(tmp_path, sandbox, sandbox_env) -> None:
+    source = merchants(tmp_path, ["3001", "3002", " 3003 ", "3001"])
+    dry = write_job(tmp_path, account_job(tmp_path, source, dry_run=True), "dry.yaml")
+    real = write_job(tmp_path, account_job(tmp_path, source), "real.yaml")
+    assert run_cli("run", str(dry), "--run-id", "offboard-1", env=sandbox_env).returncode == 0
+    assert sandbox.state()["partnerships"]["deletions"] == []
+    dry_keys = {line["account_id"]: line["idempotency_key"] for line in read_manifest(tmp_path / "out")}
+    assert all(line["operation_status"] == "none (dry run)" for line in read_manifest(tmp_path / "out"))
+
+    done = run_cli("run", str(real), "--run-id", "offboard-1", env=sandbox_env)
+    assert done.returncode == 0, done.stderr
+    deletions = sandbox.state()["partnerships"]["deletions"]
+    assert sorted(d["accountId"] for d in deletions) == ["3001", "3002", "3003"]
+    real_lines = [line for line in read_manifest(tmp_path / "out") if not line["dry_run_request"]]
+    assert all(line["idempotency_key"] != dry_keys[line["account_id"]] for line in real_lines)
+    for line in real_lines:
+        assert set(line["ids"]) >= {"request_id", "requestId", "operationId", "X-Partnership-Account-Data-Deletion-Request-Id"}
+        assert line["operation_status"] == "succeeded"
+
+    # the ledger lost (a worker that died before writing it): the same run id replays the same keys
+    next((tmp_path / "out").glob("*/offboard-1/manifest.jsonl")).unlink()
+    assert run_cli("run", str(real), "--run-id", "offboard-1", env=sandbox_env).returncode == 0
+    assert len(sandbox.state()["partnerships"]["deletions"]) == 3
+    replayed = {line["account_id"]: line["ids"]["requestId"] for line in read_manifest(tmp_path / "out")}
+    assert replayed == {line["account_id"]: line["ids"]["requestId"] for line in real_lines}
+
+
+def test_lost_answers_recovered_through_the_key_and_operations_polled(tmp_path, sandbox, sandbox_env) -> None:
+    sandbox.configure({"partnerships": {"operation_running_polls": 1}})
+    sandbox.faults({"family": "account_deletion", "script": [{"kind": "reset_after"}, {"kind": "slow", "delay_seconds": 1.5}]})
+    job = account_job(tmp_path, merchants(tmp_path, ["4001", "4002"]), timeout_seconds=1)
+    done = run_cli("run", str(write_job(tmp_path, job)), env=sandbox_env)
+    assert done.returncode == 0, done.stderr
+    state = sandbox.state()["partnerships"]
+    assert sorted(d["accountId"] for d in state["deletions"]) == ["4001", "4002"]  # one deletion each despite the retries
+    lines = read_manifest(tmp_path / "out")
+    assert sum(line["attempts"] for line in lines) >= 4
+    assert {line["ids"]["operationId"] for line in lines} == {d["operationId"] for d in state["deletions"]}
+    assert all(line["operation_status"] == "succeeded" for line in lines)
+    assert all(op["polls"] == 2 for op in state["operations"])  # polled again while it was running
+
+
+def test_unowned_accounts_are_rejected_one_by_one(tmp_path, sandbox, sandbox_env) -> None:
+    sandbox.configure({"partnerships": {"unowned_accounts": ["5002"], "unknown_accounts": ["5003"]}})
+    done = run_cli("run", str(write_job(tmp_path, account_job(tmp_path, merchants(tmp_path, ["5001", "5002", "5003", "5004"])))), env=sandbox_env)
+    assert done.returncode == 1
+    assert sorted(d["accountId"] for d in sandbox.state()["partnerships"]["deletions"]) == ["5001", "5004"]
+    by_account = {line["account_id"]: line for line in read_manifest(tmp_path / "out")}
+    assert by_account["5002"]["status"] == "rejected" and by_account["5002"]["http_status"] == 403
+    assert "does not own this account" in by_account["5002"]["error"]
+    assert by_account["5003"]["http_status"] == 404 and read_summary(tmp_path / "out")["stopped_reason"] is None
+
+
+def test_many_accounts_need_yes(tmp_path, sandbox, sandbox_env) -> None:
+    source = merchants(tmp_path, [str(6000 + i) for i in range(3)])
+    path = write_job(tmp_path, account_job(tmp_path, source, max_accounts=2))
+    refused = run_cli("run", str(path), env=sandbox_env)
+    assert refused.returncode == 2 and "more than destination.max_accounts=2" in refused.stderr and "--yes" in refused.stderr
+    assert sandbox.state()["attempts"] == []
+    dry = write_job(tmp_path, account_job(tmp_path, source, max_accounts=2, dry_run=True), "dry.yaml")
+    assert run_cli("run", str(dry), env=sandbox_env).returncode == 0  # a dry run deletes nothing: no --yes needed
+    confirmed = run_cli("run", str(path), "--yes", env=sandbox_env)
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert len(sandbox.state()["partnerships"]["deletions"]) == 3
+    assert json.loads(next((tmp_path / "out").glob("*/*/summary.json")).read_text())  # summaries are written
