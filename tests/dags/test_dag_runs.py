@@ -119,6 +119,7 @@ def test_a_failed_batch_fails_the_task_and_the_airflow_retry_resumes_without_res
     assert sum(line["status"] == "failed" for line in lines) == 3
     summary = returned(dag_run)
     assert summary["batches_by_status"] == {"accepted": 3, "already_accepted": 2}
+    assert returned(dag_run, "load_manifest") == len(lines) == 8  # downstream got the manifest of both tries
 
     output = task_logs(capfd, caplog)
     failed = [line for line in output.splitlines() if "identifiers are not accepted yet" in line]
@@ -134,6 +135,7 @@ def test_the_task_uses_only_its_share_of_the_pool_budget(dagbag, sandbox, rokt_c
     family = sandbox.state()["families"]["audience_import"]
     assert family["max_in_flight"] <= 2 and family["max_starts_in_window"] <= 2
     assert family["max_starts_in_window"] == 2  # and it does use its share
+    assert returned(dag_run, "load_manifest") == 5  # the downstream task read the manifest the summary named
 
 
 def test_wrong_credentials_fail_the_task_at_once_without_retries(dagbag, sandbox, rokt_connection, job_paths, monkeypatch) -> None:

@@ -1,5 +1,6 @@
-"""DAGs for the tests: one built by the shipped factory (small batches, fast task retries), and a stand-in
-for the warehouse export that announces the suppression asset with the exact file it wrote."""
+"""DAGs for the tests: one built by the shipped factory (small batches, fast task retries, a downstream task
+that reads the manifest), and a stand-in for the warehouse export that announces the suppression asset with
+the exact file it wrote."""
 
 import shutil
 from datetime import datetime, timedelta, timezone
@@ -9,7 +10,7 @@ from airflow.sdk import Asset, dag, task
 
 from rokt_airflow import rokt_dag
 
-rokt_dag(
+small_batches = rokt_dag(
     "rokt_test_small_batches",
     Path(__file__).parent / "jobs" / "small_batches.yaml",
     endpoint="audience_import",
@@ -19,6 +20,16 @@ rokt_dag(
     retry_delay=timedelta(seconds=1),
     tags=["test"],
 )
+
+with small_batches:  # a downstream task, as a deployment adds one: it gets the run summary (XCom)
+
+    @task
+    def load_manifest(summary: dict) -> int:
+        """Stands in for loading the manifest into the warehouse."""
+        with open(summary["manifest"], encoding="utf-8") as manifest:
+            return sum(1 for _ in manifest)
+
+    load_manifest(small_batches.get_task("send").output)
 
 SUPPRESSION_EXPORT = Asset(name="rokt_suppression_export", uri="s3://warehouse-exports/rokt/suppression/")
 
