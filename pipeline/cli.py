@@ -52,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     _common(validate)
     validate.set_defaults(command=_validate)
 
+    status = commands.add_parser("status", help="summarise a run from its ledger (also a crashed one)")
+    status.add_argument("--config", required=True, help="the job file")
+    status.add_argument("--run-id", required=True)
+    status.add_argument("--json", action="store_true")
+    _common(status)
+    status.set_defaults(command=_status)
+
     deletions = commands.add_parser("deletions", help="list, cancel and follow Data Deletion API tasks")
     actions = deletions.add_subparsers(required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="print the account's deletion tasks with their lifecycle state")
@@ -131,6 +138,22 @@ def _validate(args: argparse.Namespace) -> int:
         refuse_useless_input(job, prepared, Path(job.output.uri) / job.job / "<run>")
     print(json.dumps(report, indent=2))
     print(f"ok: {prepared.identifiers:,} identifiers would be sent to {endpoint.spec.family}; nothing was sent")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from pipeline.status import run_status
+
+    report = run_status(load_job(args.config), args.run_id)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    planned = "?" if report["batches_planned"] is None else report["batches_planned"]
+    pending = "?" if report["pending"] is None else report["pending"]
+    print(f"run {report['run_id']} ({report['endpoint']}): {planned} planned; {report['accepted']} accepted, "
+          f"{pending} pending, {report['failed']} failed, {report['rejected']} rejected, {report['ambiguous']} ambiguous"
+          f"{'' if report['finished'] else '; the run did not finish (resume it with the same --run-id)'}"
+          f"{'; ' + str(report['manifest_torn_lines']) + ' torn manifest line(s) ignored' if report['manifest_torn_lines'] else ''}")
     return 0
 
 

@@ -64,6 +64,7 @@ class RetrySettings(StrictModel):
     base_delay_seconds: float = Field(default=0.5, ge=0)
     max_delay_seconds: float = Field(default=30.0, ge=0)
     max_retry_after_seconds: float = Field(default=120.0, ge=0)
+    max_total_retry_seconds: float = Field(default=1800.0, ge=0)  # per run: a hopeless run ends, it does not retry forever
 
 
 class BasicKeyPair(StrictModel):

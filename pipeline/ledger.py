@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.jsonl"
 SUMMARY = "summary.json"
 REJECTS = "rejects.csv"
+PLAN = "plan.json"  # written before the first request: what the run means to send
 
 
 def utc_now() -> str:

@@ -17,13 +17,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pipeline import faultpoints
 from pipeline.batching import Batch, count_batches, iter_batches
 from pipeline.config import JobConfig
 from pipeline.endpoints.base import Endpoint
 from pipeline.endpoints.registry import endpoint_for
 from pipeline.errors import ConfigError, InputError, SendError
 from pipeline.http.client import Delivery, Sender, sender_for
-from pipeline.ledger import REJECTS, SUMMARY, Ledger, utc_now, write_json_atomically
+from pipeline.ledger import PLAN, REJECTS, SUMMARY, Ledger, utc_now, write_json_atomically
 from pipeline.prepare.prepared import PreparedInput, prepare_input
 from pipeline.progress import Progress, SilentProgress
 from pipeline.rejects import RejectsWriter
@@ -48,6 +49,7 @@ class RunSummary:
     identifiers: int = 0
     identifiers_sent: int = 0
     identifiers_accepted: int = 0
+    identifiers_left: int = 0  # valid identifiers not accepted in this run or an earlier one with the same run id
     requests: int = 0
     retries: int = 0
     ambiguous: int = 0
@@ -92,6 +94,7 @@ def run_job(
     summary = RunSummary(run_id, job.job, endpoint.spec.family, dry_run, str(out_dir), started_at=utc_now())
 
     prepared = prepare_job(job, endpoint, out_dir)
+    faultpoints.reached("after_prepare")
     summary.rows_read, summary.rows_rejected = prepared.rows_read, prepared.rows_rejected
     summary.duplicates_dropped, summary.identifiers = prepared.duplicates_dropped, prepared.identifiers
     summary.superseded = prepared.superseded
@@ -104,6 +107,10 @@ def run_job(
 
     limits = endpoint.spec.limits
     summary.batches = count_batches(prepared.identifiers, limits.batch_size)
+    write_json_atomically(out_dir / PLAN, {
+        "run_id": run_id, "job": job.job, "endpoint": endpoint.spec.family, "batches": summary.batches,
+        "identifiers": prepared.identifiers, "one_subject": endpoint.spec.one_subject, "written_at": utc_now(),
+    })
     ledger = Ledger(out_dir)
     summary.manifest_torn_lines = ledger.torn_lines
     try:
@@ -184,10 +191,12 @@ def _send_all(
                 return
             started_at = utc_now()
             delivery = sender.deliver(endpoint.build_request(batch))
+            faultpoints.reached("after_answer")
             if delivery.status == "accepted":
                 delivery.ids, delivery.notes = _complete_ids(endpoint, batch, delivery, sender)
             record = record_for(batch, started_at, delivery)
             ledger.append(record)
+            faultpoints.reached("after_ledger")
             with lock:
                 summary.requests += delivery.attempts
                 summary.retries += delivery.attempts - 1
@@ -198,9 +207,8 @@ def _send_all(
             count(delivery.status)
             progress.batch_done(record)
             if delivery.stops_run and not sender.stopped.is_set():
-                summary.stopped_reason = delivery.error
                 log.error("stopping the run: %s", delivery.error)
-                sender.stop()
+                sender.stop(delivery.error)
         finally:
             queue_slots.release()
 
@@ -233,20 +241,32 @@ def _send_all(
     for future in futures:
         future.result()  # surfaces a bug in a worker instead of losing it
     sender.close()
+    summary.stopped_reason = summary.stopped_reason or sender.stop_reason
+    if sender.stop_reason:
+        log.error("the run stopped early: %s", sender.stop_reason)
     progress.finish()
     summary.batches_by_status = dict(sorted(by_status.items()))
+    summary.identifiers_left = _identifiers_left(ledger, endpoint, prepared.identifiers)
     if dry_run:
         to_send = summary.batches - by_status.get("already_accepted", 0)
         summary.estimated_send_seconds = round(to_send / limits.requests_per_second, 1)
+
+
+def _identifiers_left(ledger: Ledger, endpoint: Endpoint, identifiers: int) -> int:
+    accepted = ledger.accepted(endpoint.counts_for_resume)
+    if endpoint.spec.one_subject:
+        done = len({r["subject"] for r in accepted})
+    else:
+        done = sum({r["batch"]: r["records"] for r in accepted}.values())
+    return max(identifiers - done, 0)
 
 
 def _start_run(endpoint: Endpoint, sender: Sender, summary: RunSummary) -> None:
     try:
         endpoint.on_run_start(sender.fetch)
     except SendError as exc:
-        summary.stopped_reason = str(exc)
         log.error("stopping the run before sending: %s", exc)
-        sender.stop()
+        sender.stop(str(exc))
 
 
 def _complete_ids(endpoint: Endpoint, batch: Batch, delivery: Delivery, sender: Sender) -> tuple[dict[str, Any], dict[str, Any]]:

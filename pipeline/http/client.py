@@ -72,13 +72,29 @@ class _Outcome:
 class Sender:
     """Shared by every worker of a run: one session, one gate, one policy, one stop switch."""
 
-    def __init__(self, session: requests.Session, gate: RequestGate, policy: RetryPolicy, timeout: float, endpoint: Endpoint):
+    def __init__(self, session: requests.Session, gate: RequestGate, policy: RetryPolicy, timeout: float, endpoint: Endpoint,
+                 retry_budget: float = float("inf")):
         self.session = session
         self.gate = gate
         self.policy = policy
         self.timeout = timeout
         self.endpoint = endpoint
         self.stopped = threading.Event()
+        self.stop_reason: str | None = None
+        self.retry_budget = retry_budget
+        self._retry_seconds = 0.0
+        self._budget_lock = threading.Lock()
+
+    def _spend_retry_budget(self, delay: float) -> bool:
+        """Waiting for retries is bounded per run: a hopeless run ends instead of retrying forever."""
+        with self._budget_lock:
+            if self._retry_seconds + delay > self.retry_budget:
+                if not self.stopped.is_set():
+                    self.stop_reason = f"retry budget spent: {self._retry_seconds:.1f}s of waiting for retries already"
+                    self.stopped.set()
+                return False
+            self._retry_seconds += delay
+            return True
 
     def deliver(self, request: HttpRequest) -> Delivery:
         """A write: the endpoint reads the answer; not-idempotent endpoints flag answers lost after sending."""
@@ -132,15 +148,23 @@ class Sender:
             if isinstance(error, TerminalError):
                 return outcome
             assert isinstance(error, TransientError)
-            if error.may_have_arrived and not retry_safe:
+            if error.may_have_arrived:
+                # The server may have acted: a retry may duplicate it (harmless only for idempotent calls).
                 outcome.ambiguous = True
             if not self.policy.can_retry(outcome.attempts) or self.stopped.is_set():
                 return outcome
-            self.stopped.wait(self.policy.delay(outcome.attempts, error.retry_after))  # a stop wakes it at once
+            delay = self.policy.delay(outcome.attempts, error.retry_after)
+            if not self._spend_retry_budget(delay):
+                outcome.error = TransientError(f"{error}; the run's retry budget of {self.retry_budget:g}s is spent",
+                                               http_status=error.http_status)
+                return outcome
+            self.stopped.wait(delay)  # a stop wakes it at once
             if self.stopped.is_set():
                 return outcome
 
-    def stop(self) -> None:
+    def stop(self, reason: str | None = None) -> None:
+        if not self.stopped.is_set():
+            self.stop_reason = reason
         self.stopped.set()
 
     def close(self) -> None:
@@ -157,4 +181,5 @@ def sender_for(job: JobConfig, endpoint: Endpoint, session: requests.Session | N
         policy,
         job.destination.timeout_seconds,
         endpoint,
+        retry_budget=retry.max_total_retry_seconds,
     )

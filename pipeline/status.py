@@ -1,0 +1,49 @@
+"""`rokt-pipeline status`: what a run's ledger says, even for a run that crashed."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pipeline.config import JobConfig
+from pipeline.errors import ConfigError
+from pipeline.ledger import MANIFEST, PLAN, SUMMARY, read_manifest
+from pipeline.runner import run_output_dir
+
+
+def run_status(job: JobConfig, run_id: str) -> dict[str, Any]:
+    directory = run_output_dir(job, run_id)
+    if not (directory / MANIFEST).exists() and not (directory / PLAN).exists():
+        raise ConfigError(f"no run {run_id!r} under {directory.parent}")
+    plan = json.loads((directory / PLAN).read_text()) if (directory / PLAN).exists() else {}
+    records, torn = read_manifest(directory / MANIFEST)
+    requests = [r for r in records if "batch" in r and "status" in r]
+    one_subject = plan.get("one_subject", any("subject" in r for r in requests))
+    latest: dict[Any, dict[str, Any]] = {}
+    ambiguous: set[Any] = set()
+    for record in requests:
+        key = record.get("subject") if one_subject else record["batch"]
+        if latest.get(key, {}).get("status") != "accepted":  # once accepted, it stays accepted
+            latest[key] = record
+        if record.get("ambiguous"):
+            ambiguous.add(key)
+    counts: dict[str, int] = {}
+    for record in latest.values():
+        counts[record["status"]] = counts.get(record["status"], 0) + 1
+    planned = plan.get("batches")
+    attempted = sum(n for status, n in counts.items() if status != "dry_run")
+    return {
+        "run_id": run_id,
+        "job": job.job,
+        "endpoint": plan.get("endpoint", job.destination.endpoint),
+        "batches_planned": planned,
+        "accepted": counts.get("accepted", 0),
+        "failed": counts.get("failed", 0),
+        "rejected": counts.get("rejected", 0),
+        "dry_run": counts.get("dry_run", 0),
+        "pending": None if planned is None else max(planned - attempted, 0),
+        "ambiguous": len(ambiguous),
+        "manifest_torn_lines": torn,
+        "finished": (directory / SUMMARY).exists(),
+        "output_dir": str(directory),
+    }
