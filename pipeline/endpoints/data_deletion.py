@@ -7,7 +7,9 @@ the account's tasks (one request in flight at a time keeps the new task unambigu
 
 from __future__ import annotations
 
+import logging
 import threading
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import requests
@@ -15,8 +17,10 @@ import requests
 from pipeline.batching import Batch
 from pipeline.config import DataDeletionDestination
 from pipeline.endpoints.base import EndpointBase, EndpointSpec, Fetch, HttpRequest, error_detail, json_body, raise_for_status
-from pipeline.errors import CredentialsExpired, TerminalError
+from pipeline.errors import CredentialsExpired, SendError, TerminalError
 from pipeline.http.auth import OAuthClientCredentials
+
+log = logging.getLogger(__name__)
 
 TOKEN_PATH = "/auth/oauth2/token"
 CREATE_PATH = "/data/deletion-requests/emails"
@@ -52,7 +56,9 @@ class DataDeletion(EndpointBase):
             timeout=destination.timeout_seconds,
         )
         self._list_key = "rawEmails" if destination.send == "email" else "sha256Emails"
-        self._known_tasks: set[str] = set()
+        self._known_tasks: set[str] | None = set()  # listed before the run; None when that listing failed
+        self._seen_tasks: set[str] = set()  # created by this run
+        self._run_started = datetime.now(timezone.utc)
         self._known_lock = threading.Lock()
 
     def auth_headers(self) -> dict[str, str]:
@@ -63,8 +69,15 @@ class DataDeletion(EndpointBase):
         return True
 
     def on_run_start(self, fetch: Fetch) -> None:
+        self._run_started = datetime.now(timezone.utc) - timedelta(seconds=5)
+        try:
+            listed = {task["taskId"] for task in self.list_tasks(fetch)}
+        except SendError as exc:
+            # Only needed to identify tasks when a 202 has no body; fall back to "created since the run began".
+            log.warning("could not list existing deletion tasks before sending (%s); new tasks will be matched by creation time", exc)
+            listed = None
         with self._known_lock:
-            self._known_tasks = {task["taskId"] for task in self.list_tasks(fetch)}
+            self._known_tasks = listed
 
     def build_request(self, batch: Batch) -> HttpRequest:
         body = {"accountId": self.destination.account_id, self._list_key: batch.identifiers}
@@ -82,10 +95,15 @@ class DataDeletion(EndpointBase):
     def after_accept(self, batch: Batch, ids: dict[str, Any], fetch: Fetch) -> tuple[dict[str, Any], dict[str, Any]]:
         with self._known_lock:
             if "taskId" in ids:
-                self._known_tasks.add(ids["taskId"])
+                self._seen_tasks.add(ids["taskId"])
                 return ids, {"task_id_source": "response"}
-            new = [task["taskId"] for task in self.list_tasks(fetch) if task["taskId"] not in self._known_tasks]
-            self._known_tasks.update(new)
+            tasks = self.list_tasks(fetch)
+            if self._known_tasks is None:
+                started = self._run_started
+                new = [t["taskId"] for t in tasks if t["taskId"] not in self._seen_tasks and _created(t) is not None and _created(t) >= started]
+            else:
+                new = [t["taskId"] for t in tasks if t["taskId"] not in self._known_tasks and t["taskId"] not in self._seen_tasks]
+            self._seen_tasks.update(new)
         if len(new) == 1:
             return {"taskId": new[0]}, {"task_id_source": "list_diff"}
         if not new:
@@ -112,6 +130,15 @@ def raise_for_deletion_status(response: requests.Response, spec: EndpointSpec) -
     if name in _ERROR_HELP:
         raise TerminalError(f"HTTP {response.status_code} {name}: {_ERROR_HELP[name]}", http_status=response.status_code, stops_run=True)
     raise_for_status(response, spec)
+
+
+def _created(task: dict[str, Any]) -> datetime | None:
+    value = task.get("creationTime")
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def _task_id(body: Any) -> str | None:

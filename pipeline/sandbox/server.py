@@ -79,7 +79,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             if violation:
                 reply = Reply(429, {"error": "Too Many Requests", "detail": violation}, {"Retry-After": "1"})
-                state.record_attempt({"family": family, "status": 429, "fault": "limit"})
+                state.record_attempt({"family": family, "method": call.method, "status": 429, "fault": "limit"})
                 self._send(reply, before_send=lambda: state.leave(family))
                 return
             fault = self.server.faults.next_fault(family)
@@ -87,7 +87,7 @@ class _Handler(BaseHTTPRequestHandler):
             if latency:
                 time.sleep(latency)
             if fault and fault.kind in ("status", "reset_before"):
-                state.record_attempt({"family": family, "status": fault.status, "fault": fault.kind})
+                state.record_attempt({"family": family, "method": call.method, "status": fault.status, "fault": fault.kind})
                 if fault.kind == "reset_before":
                     state.leave(family)
                     self._reset()
@@ -95,7 +95,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(_fault_reply(fault), before_send=lambda: state.leave(family))
                 return
             reply = candidate.handler(call)
-            state.record_attempt({"family": family, "status": reply.status, "fault": fault.kind if fault else None})
+            state.record_attempt({"family": family, "method": call.method, "status": reply.status, "fault": fault.kind if fault else None})
             if fault and fault.kind == "slow":
                 time.sleep(fault.delay_seconds)
             if fault and fault.kind == "reset_after":
