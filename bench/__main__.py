@@ -49,6 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--memory-sizes", help="rows for item 3, CSV (default 1M,5M,10M; --quick 1M,3M)")
     parser.add_argument("--e2e-rows", help="rows for item 2 (default 10M; --quick 1M)")
     parser.add_argument("--hash-rows", help="rows for item 5 (default 2M; --quick 1M)")
+    parser.add_argument("--repeat", type=int, default=1, help="run each prepare measurement N times and keep the fastest")
     parser.add_argument("--with-pandas", action="store_true",
                         help="run the pipeline with the baseline's pandas importable (pandera then imports it; see bench/_launch.py)")
     parser.add_argument("--clean", action="store_true", help="delete .bench/ (generated data and runs) and exit")
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         log("1. prepare throughput")
         for rows in args.sizes:
             for fmt in args.formats:
-                prepared.append(prepare.measure(rows, fmt, rows in args.baseline_sizes, args.with_pandas, log))
+                prepared.append(prepare.measure(rows, fmt, rows in args.baseline_sizes, args.with_pandas, log, args.repeat))
         tables.append(prepare.throughput_table(prepared))
         compared = [p for p in prepared if p.speedup is not None]
         if compared:
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         memory = [p for p in prepared if p.fmt == "csv" and p.rows in args.memory_sizes]
         for rows in args.memory_sizes:
             if not any(p.rows == rows for p in memory):
-                memory.append(prepare.measure(rows, "csv", False, args.with_pandas, log))
+                memory.append(prepare.measure(rows, "csv", False, args.with_pandas, log, args.repeat))
         memory += [p for p in prepared if p.fmt != "csv"]
         tables.append(prepare.memory_table(memory))
         csv_runs = sorted((p for p in memory if p.fmt == "csv"), key=lambda p: p.rows)
