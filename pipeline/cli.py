@@ -84,6 +84,10 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--public-key", default="rpub-sandbox")
     sandbox.add_argument("--secret-key", default="rsec-sandbox")
     sandbox.add_argument("--api-key", default="sandbox-legacy-api-key", help="legacy audience import API key")
+    sandbox.add_argument("--app-id", default="sandbox-app-id", help="Data Deletion OAuth app id")
+    sandbox.add_argument("--app-secret", default="sandbox-app-secret")
+    sandbox.add_argument("--webhook-api-key", default="sandbox-webhook-api-key", help="Nurture Unsubscribe API key")
+    sandbox.add_argument("--partner-token", default="sandbox-partner-token", help="Partnerships API bearer token")
     sandbox.add_argument("--faults", help='fault plan as JSON, e.g. \'{"rates": [{"rate": 0.1, "status": 503, "retry_after": 1}]}\'')
     sandbox.add_argument("--latency-ms", type=float, default=0, help="added to every answer")
     sandbox.add_argument("--no-keep-identifiers", action="store_true", help="count identifiers but do not keep them (large runs)")
@@ -203,8 +207,9 @@ def _sandbox(args: argparse.Namespace) -> int:
     from pipeline.sandbox.server import Sandbox
     from pipeline.sandbox.state import Credentials
 
-    sandbox = Sandbox(args.host, args.port, Credentials(args.public_key, args.secret_key, args.api_key),
-                      keep_identifiers=not args.no_keep_identifiers)
+    credentials = Credentials(args.public_key, args.secret_key, args.api_key, args.app_id, args.app_secret,
+                              args.webhook_api_key, args.partner_token)
+    sandbox = Sandbox(args.host, args.port, credentials, keep_identifiers=not args.no_keep_identifiers)
     if args.faults:
         sandbox.faults.configure(json.loads(args.faults))
     if args.latency_ms:

@@ -129,7 +129,7 @@ def _count(path: Path) -> int:
 def _read_chunks(source: SourceFrame, chunk_rows: int):
     try:
         yield from source.frame.collect_batches(chunk_size=chunk_rows)
-    except pl.exceptions.PolarsError as exc:
+    except (pl.exceptions.PolarsError, OSError) as exc:
         raise InputError(f"source: cannot read {_describe(source)}: {_safe_reason(exc)}") from None
 
 
@@ -142,7 +142,7 @@ def _safe_reason(exc: Exception) -> str:
     text = str(exc).lower()
     if "utf-8" in text or "utf8" in text:
         return "not valid UTF-8 text (re-export the file as UTF-8)"
-    if "gzip" in text or "decompress" in text or "deflate" in text:
+    if any(word in text for word in ("gzip", "decompress", "deflate", "unexpected end of file", "eof")):
         return "the compressed file is truncated or corrupt"
     if "field" in text or "column" in text or "quote" in text:
         return "malformed CSV (check delimiter and quoting)"

@@ -1,0 +1,110 @@
+"""Hostile inputs: each ends in a clear one-line error (exit 2) or quarantined rows, never a traceback."""
+
+from __future__ import annotations
+
+import gzip
+
+import polars as pl
+import pytest
+
+from tests.conftest import audience_job, read_summary, run_cli, write_job
+
+
+def run(tmp_path, source, env, columns=None, **source_options):
+    job = audience_job(tmp_path, source, columns=columns or {"email": "email"})
+    job["source"].update(source_options)
+    return run_cli("run", str(write_job(tmp_path, job)), env=env)
+
+
+def assert_one_line_error(done, text):
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and text in lines[0], done.stderr
+
+
+def _half_a_gzip() -> bytes:
+    import random
+
+    rng = random.Random(5)
+    rows = "".join(f"{rng.getrandbits(64):016x}@example.com\n" for _ in range(20_000))
+    blob = gzip.compress(("email\n" + rows).encode())
+    return blob[: len(blob) // 2]  # cut mid-stream, as an interrupted upload leaves it
+
+
+def write_bytes(tmp_path, name, data: bytes):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+ERRORS = {
+    "missing-file": (lambda p: p / "nope.csv", "no such file or directory"),
+    "empty-file": (lambda p: write_bytes(p, "empty.csv", b""), "is empty (0 bytes)"),
+    "header-only": (lambda p: write_bytes(p, "header.csv", b"email\n"), "has no data rows"),
+    "missing-column": (lambda p: write_bytes(p, "other.csv", b"mail\na@b.co\n"), "column 'email' not found"),
+    "wrong-delimiter": (lambda p: write_bytes(p, "semi.csv", b"email;country\na@b.co;US\n"), "is the delimiter right?"),
+    "non-utf8": (lambda p: write_bytes(p, "latin1.csv", "email\nren\u00e9@example.com\n".encode("latin-1")), "not valid UTF-8"),
+    "truncated-gzip": (lambda p: write_bytes(p, "cut.csv.gz", _half_a_gzip()), "truncated or corrupt"),
+    "parquet-nested-type": (
+        lambda p: (pl.DataFrame({"email": [["a@b.co"], ["c@d.co"]]}).write_parquet(p / "nested.parquet"), p / "nested.parquet")[1],
+        "has type List(String), expected text",
+    ),
+    "not-a-parquet-file": (lambda p: write_bytes(p, "fake.parquet", b"email\na@b.co\n"), "cannot read"),
+}
+
+
+@pytest.mark.parametrize("case", list(ERRORS), ids=list(ERRORS))
+def test_unusable_input_is_one_clear_error(tmp_path, sandbox, sandbox_env, case) -> None:
+    make, message = ERRORS[case]
+    assert_one_line_error(run(tmp_path, make(tmp_path), sandbox_env), message)
+    assert sandbox.state()["attempts"] == []
+
+
+def test_parquet_with_numbers_instead_of_emails_stops_before_sending(tmp_path, sandbox, sandbox_env) -> None:
+    path = tmp_path / "ints.parquet"
+    pl.DataFrame({"email": list(range(100))}).write_parquet(path)
+    assert_one_line_error(run(tmp_path, path, sandbox_env), "100 of 100 rows (100.0%) are invalid")
+
+
+def test_quirky_but_usable_rows_are_sent_or_quarantined(tmp_path, sandbox, sandbox_env) -> None:
+    good = [f"user{i}@example.com" for i in range(200)]
+    csv = "\ufeffemail,note\n" + "".join(f"{e},x\n" for e in good)  # a BOM before the header
+    csv += '"quoted\nnew@example.com",a quoted newline inside the cell\n'
+    csv += "Inner Space @Example.com,spaces inside\n"
+    csv += "\u00fcser@ex\u00e4mple.com,unicode\n"
+    csv += "nul\x00byte@example.com,a null byte\n"
+    csv += ("x" * 5000) + "@example.com,a very long cell\n"
+    path = write_bytes(tmp_path, "quirky.csv", csv.encode("utf-8"))
+    done = run(tmp_path, path, sandbox_env)
+    assert done.returncode == 0, done.stderr
+    facts = read_summary(tmp_path / "out")
+    assert facts["rows_read"] == 205 and facts["identifiers_accepted"] == 203
+    assert facts["reject_reasons"] == {"email contains control characters": 1, "email longer than 254 bytes": 1}
+    import hashlib
+
+    sent = {h for r in sandbox.state()["received"] for h in r["identifiers"]}
+    for email in ("quotednew@example.com", "innerspace@example.com", "\u00fcser@ex\u00e4mple.com"):
+        assert hashlib.sha256(email.encode()).hexdigest() in sent
+    rejects = next((tmp_path / "out").glob("*/*/rejects.csv")).read_text().splitlines()
+    assert [line.split(",")[1] for line in rejects[1:]] == ["204", "205"]  # data rows, header and quoted newline aside
+
+
+def test_a_thousand_columns(tmp_path, sandbox, sandbox_env) -> None:
+    frame = pl.DataFrame({f"c{i}": ["v"] * 50 for i in range(999)}).with_columns(email=pl.Series([f"u{i}@example.com" for i in range(50)]))
+    frame.write_csv(tmp_path / "wide.csv")
+    done = run(tmp_path, tmp_path / "wide.csv", sandbox_env)
+    assert done.returncode == 0, done.stderr
+    assert read_summary(tmp_path / "out")["identifiers_accepted"] == 50
+
+
+def test_mixed_hex_and_base64_in_one_column(tmp_path, sandbox, sandbox_env) -> None:
+    import base64
+    import hashlib
+
+    digests = [hashlib.sha256(f"m{i}@example.com".encode()).digest() for i in range(20)]
+    values = [d.hex().upper() if i % 3 == 0 else d.hex() if i % 3 == 1 else base64.b64encode(d).decode() for i, d in enumerate(digests)]
+    pl.DataFrame({"h": values}).write_csv(tmp_path / "mixed.csv")
+    done = run(tmp_path, tmp_path / "mixed.csv", sandbox_env, columns={"sha256": "h"})
+    assert done.returncode == 0, done.stderr
+    assert sorted(h for r in sandbox.state()["received"] for h in r["identifiers"]) == sorted(d.hex() for d in digests)
