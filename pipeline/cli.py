@@ -132,7 +132,7 @@ def _validate(args: argparse.Namespace) -> int:
     job = load_job(args.job)
     endpoint = endpoint_for(job)
     with tempfile.TemporaryDirectory(prefix="rokt-validate-") as scratch:
-        prepared = prepare_job(job, endpoint, Path(scratch))
+        prepared = prepare_job(job, endpoint, Path(scratch), Path(scratch) / "work")
         report = {
             "job": job.job, "endpoint": endpoint.spec.family, "files": list(prepared.files),
             "rows_read": prepared.rows_read, "rows_rejected": prepared.rows_rejected,

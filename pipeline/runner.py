@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-import shutil
+import tempfile
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -93,7 +93,20 @@ def run_job(
     out_dir = run_output_dir(job, run_id)
     summary = RunSummary(run_id, job.job, endpoint.spec.family, dry_run, str(out_dir), started_at=utc_now())
 
-    prepared = prepare_job(job, endpoint, out_dir)
+    # The spill holds normalised identifiers: a private temporary folder, removed on every way out.
+    with tempfile.TemporaryDirectory(prefix="rokt-pipeline-") as workdir:
+        _run(job, endpoint, summary, out_dir, Path(workdir), run_id, dry_run, progress, confirmed)
+    summary.elapsed_seconds = round(time.monotonic() - started, 3)
+    summary.finished_at = utc_now()
+    write_json_atomically(out_dir / SUMMARY, summary.to_dict())
+    return summary
+
+
+def _run(
+    job: JobConfig, endpoint: Endpoint, summary: RunSummary, out_dir: Path, workdir: Path, run_id: str,
+    dry_run: bool, progress: Progress | None, confirmed: bool,
+) -> None:
+    prepared = prepare_job(job, endpoint, out_dir, workdir)
     faultpoints.reached("after_prepare")
     summary.rows_read, summary.rows_rejected = prepared.rows_read, prepared.rows_rejected
     summary.duplicates_dropped, summary.identifiers = prepared.duplicates_dropped, prepared.identifiers
@@ -105,8 +118,7 @@ def run_job(
         raise ConfigError(f"{needs_confirmation}. Nothing was sent.")
     endpoint.bind_run(job.job, run_id, dry_run)
 
-    limits = endpoint.spec.limits
-    summary.batches = count_batches(prepared.identifiers, limits.batch_size)
+    summary.batches = count_batches(prepared.identifiers, endpoint.spec.limits.batch_size)
     write_json_atomically(out_dir / PLAN, {
         "run_id": run_id, "job": job.job, "endpoint": endpoint.spec.family, "batches": summary.batches,
         "identifiers": prepared.identifiers, "one_subject": endpoint.spec.one_subject, "written_at": utc_now(),
@@ -117,14 +129,9 @@ def run_job(
         _send_all(job, endpoint, prepared, ledger, summary, run_id, dry_run, progress or SilentProgress())
     finally:
         ledger.close()
-        shutil.rmtree(out_dir / ".work", ignore_errors=True)
-    summary.elapsed_seconds = round(time.monotonic() - started, 3)
-    summary.finished_at = utc_now()
-    write_json_atomically(out_dir / SUMMARY, summary.to_dict())
-    return summary
 
 
-def prepare_job(job: JobConfig, endpoint: Endpoint, out_dir: Path) -> PreparedInput:
+def prepare_job(job: JobConfig, endpoint: Endpoint, out_dir: Path, workdir: Path) -> PreparedInput:
     source_config = job.source
     columns = source_config.columns.mapped()
     source = open_local_source(
@@ -132,7 +139,7 @@ def prepare_job(job: JobConfig, endpoint: Endpoint, out_dir: Path) -> PreparedIn
         delimiter=source_config.delimiter, has_header=source_config.has_header,
     )
     rejects = RejectsWriter(out_dir / REJECTS, source.files, columns, job.output.rejects_include_values)
-    return prepare_input(source, endpoint.row_plan(columns), out_dir / ".work", rejects)
+    return prepare_input(source, endpoint.row_plan(columns), workdir, rejects)
 
 
 def refuse_useless_input(job: JobConfig, prepared: PreparedInput, out_dir: Path) -> None:

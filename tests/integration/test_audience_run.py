@@ -113,9 +113,12 @@ def test_rejects_list_row_column_reason_and_values_only_on_request(tmp_path, san
 def test_too_many_invalid_rows_stops_before_sending(tmp_path, sandbox, sandbox_env) -> None:
     source = tmp_path / "wrong-column.csv"
     pl.DataFrame({"Email Address": [f"Customer {i}" for i in range(90)] + [f"c{i}@example.com" for i in range(10)]}).write_csv(source)
-    done = run_cli("run", str(write_job(tmp_path, audience_job(tmp_path, source))), env=sandbox_env)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    done = run_cli("run", str(write_job(tmp_path, audience_job(tmp_path, source))), env={**sandbox_env, "TMPDIR": str(scratch)})
     assert done.returncode == 2
     assert "90 of 100 rows (90.0%) are invalid" in done.stderr and "Nothing was sent" in done.stderr
+    assert list(scratch.iterdir()) == []  # the spill of normalised identifiers is gone
     assert "Traceback" not in done.stderr
     assert sandbox.state()["attempts"] == []
 
