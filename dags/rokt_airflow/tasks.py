@@ -62,8 +62,8 @@ def load(settings: dict[str, Any], overrides: dict[str, Any]) -> Any:
     from pipeline.errors import PipelineError
 
     variables, base_url = connection_settings(settings["conn_id"], settings["credentials"])
-    # The process environment serves the other ${VAR}s (paths, ...); never the credentials' names.
-    environment = {k: v for k, v in os.environ.items() if k not in variables} | variables
+    # The connection's values win over the process environment, which serves the other ${VAR}s (paths, ...).
+    environment = {**os.environ, **variables}
     overrides = dict(overrides) | ({"destination.base_url": base_url} if base_url else {})
     try:
         job = load_job(settings["job_file"], overrides=overrides, environment=environment)
