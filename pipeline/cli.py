@@ -44,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--run-id", help="resume or name a run; batches already accepted under it are skipped")
     run.add_argument("--dry-run", action="store_true", help="everything but the HTTP calls")
     run.add_argument("--yes", action="store_true", help="confirm a destructive run beyond the job's safety limit")
+    run.add_argument("--source-uri", help="read this file, folder, glob or s3:// URI instead of source.uri (e.g. the export an upstream task just wrote)")
     _common(run)
     run.set_defaults(command=_run)
 
@@ -105,7 +106,7 @@ def _run(args: argparse.Namespace) -> int:
     from pipeline.progress import LogProgress, TerminalProgress
     from pipeline.runner import run_job
 
-    job = load_job(args.job)
+    job = load_job(args.job, overrides={"source.uri": args.source_uri} if args.source_uri else None)
     progress = TerminalProgress() if sys.stderr.isatty() and args.log_format == "text" else LogProgress()
     summary = run_job(job, run_id=args.run_id, dry_run=args.dry_run, progress=progress, confirmed=args.yes)
     statuses = ", ".join(f"{n} {status}" for status, n in summary.batches_by_status.items()) or "no batches"
@@ -120,7 +121,7 @@ def _run(args: argparse.Namespace) -> int:
     print(line)
     print(f"output: {summary.output_dir}")
     if summary.exit_code:
-        print(f"not everything was accepted: see {summary.output_dir}/manifest.jsonl; "
+        print(f"not everything was accepted ({summary.identifiers_left:,} identifiers left): see the manifest in {summary.output_dir}; "
               f"rerun with --run-id {summary.run_id} to resume", file=sys.stderr)
     return summary.exit_code
 
@@ -128,18 +129,19 @@ def _run(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from pipeline.endpoints.registry import endpoint_for
     from pipeline.runner import prepare_job, refuse_useless_input
+    from pipeline.storage import LocalStore
 
     job = load_job(args.job)
     endpoint = endpoint_for(job)
     with tempfile.TemporaryDirectory(prefix="rokt-validate-") as scratch:
-        prepared = prepare_job(job, endpoint, Path(scratch), Path(scratch) / "work")
+        prepared = prepare_job(job, endpoint, LocalStore(Path(scratch)), Path(scratch) / "work")
         report = {
             "job": job.job, "endpoint": endpoint.spec.family, "files": list(prepared.files),
             "rows_read": prepared.rows_read, "rows_rejected": prepared.rows_rejected,
             "duplicates": prepared.duplicates_dropped, "identifiers": prepared.identifiers,
             "reject_reasons": prepared.reject_reasons,
         }
-        refuse_useless_input(job, prepared, Path(job.output.uri) / job.job / "<run>")
+        refuse_useless_input(job, prepared, "(validate writes no outputs)")
     print(json.dumps(report, indent=2))
     print(f"ok: {prepared.identifiers:,} identifiers would be sent to {endpoint.spec.family}; nothing was sent")
     return 0

@@ -38,10 +38,22 @@ class ColumnMap(StrictModel):
         return {role: column for role, column in self.model_dump().items() if column is not None}
 
 
+class S3Options(StrictModel):
+    """Where and how to reach S3. Credentials come from the standard boto3 chain (environment, profile,
+    instance or task role): never from the job file."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    profile: str | None = None
+
+
 class SourceConfig(StrictModel):
     uri: str
     format: Literal["csv", "parquet"] | None = None
     columns: ColumnMap
+    s3: S3Options = S3Options()
+    manifest: str | None = None  # a Redshift-style manifest (entries[].url): read exactly the files it lists
+    require_marker: str | None = None  # e.g. _SUCCESS: refuse to start on an export that is still being written
     delimiter: str = Field(default=",", min_length=1, max_length=1)
     has_header: bool = True
     max_reject_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
@@ -252,6 +264,12 @@ Destination = Annotated[
 class OutputConfig(StrictModel):
     uri: str = "out/"
     rejects_include_values: bool = False
+    s3: S3Options = S3Options()
+    server_side_encryption: Literal["AES256", "aws:kms", "aws:kms:dsse"] | None = None
+    kms_key_id: str | None = None
+    # With S3 output the ledger reaches S3 in segments: after this many answers or seconds, whichever first.
+    ledger_flush_records: int = Field(default=50, ge=1, le=100_000)
+    ledger_flush_seconds: float = Field(default=2.0, gt=0, le=300)
 
 
 class JobConfig(StrictModel):

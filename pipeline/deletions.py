@@ -11,8 +11,8 @@ from pipeline.config import DataDeletionDestination, JobConfig
 from pipeline.endpoints.data_deletion import DataDeletion
 from pipeline.errors import ConfigError, SendError
 from pipeline.http.client import sender_for
-from pipeline.ledger import Ledger, utc_now
-from pipeline.runner import run_output_dir
+from pipeline.ledger import open_ledger, utc_now
+from pipeline.runner import run_store
 
 READY_AFTER_DAYS = 12
 ACTIONED_BY_DAYS = 30
@@ -94,10 +94,11 @@ def cancel_tasks(job: JobConfig, task_ids: list[str]) -> list[CancelOutcome]:
 
 def sync_run(job: JobConfig, run_id: str) -> dict[str, Any]:
     """Refresh the state of every task in a run's manifest and append one state line per task."""
-    directory = run_output_dir(job, run_id)
-    if not (directory / "manifest.jsonl").exists():
-        raise ConfigError(f"no manifest for run {run_id!r} under {directory}")
-    ledger = Ledger(directory)
+    store = run_store(job, run_id)
+    ledger = open_ledger(store, job.output.ledger_flush_records, job.output.ledger_flush_seconds)
+    if not ledger.records:
+        ledger.close()
+        raise ConfigError(f"no manifest for run {run_id!r} at {store.uri}")
     try:
         task_ids = [r["ids"]["taskId"] for r in ledger.records if r.get("status") == "accepted" and "taskId" in r.get("ids", {})]
         current = {t.task_id: t for t in list_tasks(job)}

@@ -1,7 +1,11 @@
-"""The ledger is the truth: one JSON line per request outcome, flushed and fsynced as each answer arrives.
+"""The ledger is the truth: one JSON line per request outcome, recorded as each answer arrives.
 
-A run started again with the same run id reads it back and skips batches already accepted. A torn last
-line (a crash mid-write) is ignored and reported, never fatal. Nothing here ever holds a raw identifier.
+A run started again with the same run id reads it back and skips what was already accepted. A torn line (a
+crash mid-write) is ignored and reported, never fatal. Nothing here ever holds a raw identifier.
+
+Local output: `manifest.jsonl`, flushed and fsynced per record. S3 output: the same lines in immutable segment
+objects under `manifest/`, put after `ledger_flush_records` answers or `ledger_flush_seconds`, whichever comes
+first, so a lost worker loses at most that much of its ledger (S3 has no append).
 """
 
 from __future__ import annotations
@@ -9,51 +13,96 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from pipeline.storage import LocalStore, Store
+
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.jsonl"
+SEGMENTS = "manifest/"
 SUMMARY = "summary.json"
 REJECTS = "rejects.csv"
 PLAN = "plan.json"  # written before the first request: what the run means to send
+
+Counts = Callable[[dict[str, Any]], bool]
 
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def read_manifest(path: Path) -> tuple[list[dict[str, Any]], int]:
+def parse_lines(data: bytes) -> tuple[list[dict[str, Any]], int]:
     """(records, torn lines). Only an unreadable line is skipped; the rest still counts."""
-    if not path.exists():
-        return [], 0
     records, torn = [], 0
-    with open(path, "rb") as handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                torn += 1
-                continue
-            if isinstance(record, dict):
-                records.append(record)
-            else:
-                torn += 1
+    for line in data.splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            torn += 1
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            torn += 1
     return records, torn
 
 
-class Ledger:
+def read_records(store: Store) -> tuple[list[dict[str, Any]], int]:
+    """Every ledger line of a run, local file or S3 segments, in write order."""
+    records, torn = parse_lines(store.read_bytes(MANIFEST) or b"")
+    for name in store.list(SEGMENTS):
+        more, more_torn = parse_lines(store.read_bytes(name) or b"")
+        records += more
+        torn += more_torn
+    return records, torn
+
+
+def _line(record: dict[str, Any]) -> str:
+    return json.dumps(record, separators=(",", ":")) + "\n"
+
+
+class LedgerBase:
+    records: list[dict[str, Any]]
+    torn_lines: int
+
+    def accepted(self, counts: Counts = lambda record: True) -> list[dict[str, Any]]:
+        """Request lines accepted under this run id that `counts` says need not be sent again."""
+        return [r for r in self.records if r.get("status") == "accepted" and "batch" in r and counts(r)]
+
+    def accepted_batches(self, counts: Counts = lambda record: True) -> dict[int, str]:
+        """batch index -> digest of every batch already accepted under this run id."""
+        return {r["batch"]: r["digest"] for r in self.accepted(counts)}
+
+    def accepted_subjects(self, counts: Counts = lambda record: True) -> set[str]:
+        """Subjects of one-subject requests already accepted under this run id: never sent again."""
+        return {r["subject"] for r in self.accepted(counts) if "subject" in r}
+
+    def _report_torn(self, where: str) -> None:
+        if self.torn_lines:
+            log.warning("manifest %s: ignored %d unreadable line(s) left by an interrupted write", where, self.torn_lines)
+
+    def append(self, record: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class Ledger(LedgerBase):
+    """A local manifest.jsonl, fsynced per record."""
+
     def __init__(self, directory: Path):
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / MANIFEST
-        self.records, self.torn_lines = read_manifest(self.path)
-        if self.torn_lines:
-            log.warning("manifest %s: ignored %d unreadable line(s) left by an interrupted write", self.path, self.torn_lines)
+        self.records, self.torn_lines = read_records(LocalStore(directory))
+        self._report_torn(str(self.path))
         self._repair_tail()
         self._lock = threading.Lock()
         self._handle = open(self.path, "a", encoding="utf-8")
@@ -67,22 +116,9 @@ class Ledger:
                     with open(self.path, "ab") as out:
                         out.write(b"\n")
 
-    def accepted(self, counts: Callable[[dict[str, Any]], bool] = lambda record: True) -> list[dict[str, Any]]:
-        """Request lines accepted under this run id that `counts` says need not be sent again."""
-        return [r for r in self.records if r.get("status") == "accepted" and "batch" in r and counts(r)]
-
-    def accepted_batches(self, counts: Callable[[dict[str, Any]], bool] = lambda record: True) -> dict[int, str]:
-        """batch index -> digest of every batch already accepted under this run id."""
-        return {r["batch"]: r["digest"] for r in self.accepted(counts)}
-
-    def accepted_subjects(self, counts: Callable[[dict[str, Any]], bool] = lambda record: True) -> set[str]:
-        """Subjects of one-subject requests already accepted under this run id: never sent again."""
-        return {r["subject"] for r in self.accepted(counts) if "subject" in r}
-
     def append(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, separators=(",", ":"), sort_keys=False) + "\n"
         with self._lock:
-            self._handle.write(line)
+            self._handle.write(_line(record))
             self._handle.flush()
             os.fsync(self._handle.fileno())
             self.records.append(record)
@@ -92,11 +128,62 @@ class Ledger:
             self._handle.close()
 
 
+class SegmentedLedger(LedgerBase):
+    """The ledger in an object store: segments of lines, each put once, never rewritten."""
+
+    def __init__(self, store: Store, flush_records: int, flush_seconds: float):
+        self.store = store
+        self.records, self.torn_lines = read_records(store)
+        self._report_torn(store.uri)
+        self._flush_records = flush_records
+        self._flush_seconds = flush_seconds
+        self._pending: list[str] = []
+        self._lock = threading.Lock()
+        self._writer = secrets.token_hex(4)  # two workers resuming one run never overwrite each other's segments
+        self._sequence = len(store.list(SEGMENTS))
+        self._closed = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_periodically, name="ledger-flush", daemon=True)
+        self._flusher.start()
+
+    def append(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self._pending.append(_line(record))
+            self.records.append(record)
+            if len(self._pending) >= self._flush_records:
+                self._flush_locked()
+
+    def _flush_periodically(self) -> None:
+        while not self._closed.wait(self._flush_seconds):
+            with self._lock:
+                try:
+                    self._flush_locked()
+                except Exception as exc:  # kept pending; the next flush or close tries again
+                    log.warning("could not write a ledger segment to %s yet: %s", self.store.uri, exc)
+
+    def _flush_locked(self) -> None:
+        if not self._pending:
+            return
+        name = f"{SEGMENTS}{self._sequence:08d}-{self._writer}.jsonl"
+        self.store.write_bytes(name, "".join(self._pending).encode())
+        self._sequence += 1
+        self._pending.clear()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._flusher.join(timeout=self._flush_seconds + 5)
+        with self._lock:
+            self._flush_locked()
+
+
+def open_ledger(store: Store, flush_records: int, flush_seconds: float) -> LedgerBase:
+    if isinstance(store, LocalStore):
+        return Ledger(store.path)
+    return SegmentedLedger(store, flush_records, flush_seconds)
+
+
+def write_json(store: Store, name: str, payload: dict[str, Any]) -> None:
+    store.write_bytes(name, (json.dumps(payload, indent=2) + "\n").encode())
+
+
 def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(payload, handle, indent=2, sort_keys=False)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    write_json(LocalStore(path.parent), path.name, payload)

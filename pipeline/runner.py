@@ -5,6 +5,8 @@ The only module that knows every stage.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 import secrets
@@ -24,11 +26,12 @@ from pipeline.endpoints.base import Endpoint
 from pipeline.endpoints.registry import endpoint_for
 from pipeline.errors import ConfigError, InputError, SendError
 from pipeline.http.client import Delivery, Sender, sender_for
-from pipeline.ledger import PLAN, REJECTS, SUMMARY, Ledger, utc_now, write_json_atomically
+from pipeline.ledger import PLAN, REJECTS, SUMMARY, LedgerBase, open_ledger, utc_now, write_json
 from pipeline.prepare.prepared import PreparedInput, prepare_input
 from pipeline.progress import Progress, SilentProgress
 from pipeline.rejects import RejectsWriter
-from pipeline.sources.local import open_local_source
+from pipeline.sources import open_source
+from pipeline.storage import LocalStore, S3Store, Store, is_s3, split_s3_uri
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,8 @@ class RunSummary:
     estimated_send_seconds: float | None = None
     stopped_reason: str | None = None
     manifest_torn_lines: int = 0
+    source_fingerprint: str = ""
+    source_files: list[dict[str, Any]] = field(default_factory=list)
     started_at: str = ""
     finished_at: str = ""
 
@@ -76,8 +81,15 @@ def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
-def run_output_dir(job: JobConfig, run_id: str) -> Path:
-    return Path(job.output.uri) / job.job / run_id
+def run_store(job: JobConfig, run_id: str) -> Store:
+    """Where this run's manifest, summary and rejects live: <output.uri>/<job>/<run_id>/, local or S3."""
+    output = job.output
+    if is_s3(output.uri):
+        from pipeline.s3 import put_args, s3_client
+
+        bucket, prefix = split_s3_uri(output.uri)
+        return S3Store(bucket, prefix.strip("/"), s3_client(output.s3), put_args(output)).child(job.job, run_id)
+    return LocalStore(Path(output.uri) / job.job / run_id)
 
 
 def run_job(
@@ -90,40 +102,43 @@ def run_job(
         raise ConfigError(f"--run-id {run_id!r}: use letters, digits and . _ : + @ = - (at most 200 characters)")
     started = time.monotonic()
     endpoint = endpoint_for(job)
-    out_dir = run_output_dir(job, run_id)
-    summary = RunSummary(run_id, job.job, endpoint.spec.family, dry_run, str(out_dir), started_at=utc_now())
+    store = run_store(job, run_id)
+    summary = RunSummary(run_id, job.job, endpoint.spec.family, dry_run, store.uri, started_at=utc_now())
 
     # The spill holds normalised identifiers: a private temporary folder, removed on every way out.
     with tempfile.TemporaryDirectory(prefix="rokt-pipeline-") as workdir:
-        _run(job, endpoint, summary, out_dir, Path(workdir), run_id, dry_run, progress, confirmed)
+        _run(job, endpoint, summary, store, Path(workdir), run_id, dry_run, progress, confirmed)
     summary.elapsed_seconds = round(time.monotonic() - started, 3)
     summary.finished_at = utc_now()
-    write_json_atomically(out_dir / SUMMARY, summary.to_dict())
+    write_json(store, SUMMARY, summary.to_dict())
     return summary
 
 
 def _run(
-    job: JobConfig, endpoint: Endpoint, summary: RunSummary, out_dir: Path, workdir: Path, run_id: str,
+    job: JobConfig, endpoint: Endpoint, summary: RunSummary, store: Store, workdir: Path, run_id: str,
     dry_run: bool, progress: Progress | None, confirmed: bool,
 ) -> None:
-    prepared = prepare_job(job, endpoint, out_dir, workdir)
+    prepared = prepare_job(job, endpoint, store, workdir)
     faultpoints.reached("after_prepare")
     summary.rows_read, summary.rows_rejected = prepared.rows_read, prepared.rows_rejected
     summary.duplicates_dropped, summary.identifiers = prepared.duplicates_dropped, prepared.identifiers
     summary.superseded = prepared.superseded
     summary.reject_reasons = prepared.reject_reasons
-    refuse_useless_input(job, prepared, out_dir)
+    summary.source_files = list(prepared.fingerprint)
+    summary.source_fingerprint = fingerprint_digest(prepared.fingerprint)
+    refuse_useless_input(job, prepared, store.uri)
     needs_confirmation = endpoint.confirmation_needed(prepared.identifiers)
     if needs_confirmation and not (confirmed or dry_run):
         raise ConfigError(f"{needs_confirmation}. Nothing was sent.")
     endpoint.bind_run(job.job, run_id, dry_run)
 
     summary.batches = count_batches(prepared.identifiers, endpoint.spec.limits.batch_size)
-    write_json_atomically(out_dir / PLAN, {
+    write_json(store, PLAN, {
         "run_id": run_id, "job": job.job, "endpoint": endpoint.spec.family, "batches": summary.batches,
         "identifiers": prepared.identifiers, "one_subject": endpoint.spec.one_subject, "written_at": utc_now(),
+        "source_fingerprint": summary.source_fingerprint,
     })
-    ledger = Ledger(out_dir)
+    ledger = open_ledger(store, job.output.ledger_flush_records, job.output.ledger_flush_seconds)
     summary.manifest_torn_lines = ledger.torn_lines
     try:
         _send_all(job, endpoint, prepared, ledger, summary, run_id, dry_run, progress or SilentProgress())
@@ -131,32 +146,39 @@ def _run(
         ledger.close()
 
 
-def prepare_job(job: JobConfig, endpoint: Endpoint, out_dir: Path, workdir: Path) -> PreparedInput:
-    source_config = job.source
-    columns = source_config.columns.mapped()
-    source = open_local_source(
-        source_config.uri, source_config.format, columns,
-        delimiter=source_config.delimiter, has_header=source_config.has_header,
-    )
-    rejects = RejectsWriter(out_dir / REJECTS, source.files, columns, job.output.rejects_include_values)
-    return prepare_input(source, endpoint.row_plan(columns), workdir, rejects)
+def prepare_job(job: JobConfig, endpoint: Endpoint, store: Store, workdir: Path) -> PreparedInput:
+    columns = job.source.columns.mapped()
+    source = open_source(job.source, workdir)
+    local = isinstance(store, LocalStore)
+    rejects_path = store.path / REJECTS if local else workdir / REJECTS
+    rejects = RejectsWriter(rejects_path, source.files, columns, job.output.rejects_include_values)
+    try:
+        return prepare_input(source, endpoint.row_plan(columns), workdir / "spill", rejects)
+    finally:
+        if not local and rejects_path.exists():
+            store.upload_file(REJECTS, rejects_path)
 
 
-def refuse_useless_input(job: JobConfig, prepared: PreparedInput, out_dir: Path) -> None:
+def fingerprint_digest(files: tuple[dict[str, Any], ...]) -> str:
+    """One SHA-256 over the input files' URIs, sizes and ETags (or mtimes): ties a run to the exact export."""
+    return hashlib.sha256(json.dumps(list(files), sort_keys=True).encode()).hexdigest()
+
+
+def refuse_useless_input(job: JobConfig, prepared: PreparedInput, output: str) -> None:
     fraction = prepared.rows_rejected / prepared.rows_read
     if fraction > job.source.max_reject_fraction:
         reason, count = max(prepared.reject_reasons.items(), key=lambda item: item[1])
         raise InputError(
             f"{prepared.rows_rejected:,} of {prepared.rows_read:,} rows ({fraction:.1%}) are invalid, above "
             f"source.max_reject_fraction={job.source.max_reject_fraction}; most common reason: {reason!r} "
-            f"({count:,} rows). Is the right column mapped? See {out_dir / REJECTS}. Nothing was sent."
+            f"({count:,} rows). Is the right column mapped? See {output}/{REJECTS}. Nothing was sent."
         )
     if prepared.identifiers == 0:
-        raise InputError(f"no valid identifiers to send; see {out_dir / REJECTS}. Nothing was sent.")
+        raise InputError(f"no valid identifiers to send; see {output}/{REJECTS}. Nothing was sent.")
 
 
 def _send_all(
-    job: JobConfig, endpoint: Endpoint, prepared: PreparedInput, ledger: Ledger, summary: RunSummary,
+    job: JobConfig, endpoint: Endpoint, prepared: PreparedInput, ledger: LedgerBase, summary: RunSummary,
     run_id: str, dry_run: bool, progress: Progress,
 ) -> None:
     spec = endpoint.spec
@@ -259,7 +281,7 @@ def _send_all(
         summary.estimated_send_seconds = round(to_send / limits.requests_per_second, 1)
 
 
-def _identifiers_left(ledger: Ledger, endpoint: Endpoint, identifiers: int) -> int:
+def _identifiers_left(ledger: LedgerBase, endpoint: Endpoint, identifiers: int) -> int:
     accepted = ledger.accepted(endpoint.counts_for_resume)
     if endpoint.spec.one_subject:
         done = len({r["subject"] for r in accepted})

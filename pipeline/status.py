@@ -7,16 +7,17 @@ from typing import Any
 
 from pipeline.config import JobConfig
 from pipeline.errors import ConfigError
-from pipeline.ledger import MANIFEST, PLAN, SUMMARY, read_manifest
-from pipeline.runner import run_output_dir
+from pipeline.ledger import PLAN, SUMMARY, read_records
+from pipeline.runner import run_store
 
 
 def run_status(job: JobConfig, run_id: str) -> dict[str, Any]:
-    directory = run_output_dir(job, run_id)
-    if not (directory / MANIFEST).exists() and not (directory / PLAN).exists():
-        raise ConfigError(f"no run {run_id!r} under {directory.parent}")
-    plan = json.loads((directory / PLAN).read_text()) if (directory / PLAN).exists() else {}
-    records, torn = read_manifest(directory / MANIFEST)
+    store = run_store(job, run_id)
+    plan_bytes = store.read_bytes(PLAN)
+    records, torn = read_records(store)
+    if plan_bytes is None and not records:
+        raise ConfigError(f"no run {run_id!r} at {store.uri}")
+    plan = json.loads(plan_bytes) if plan_bytes else {}
     requests = [r for r in records if "batch" in r and "status" in r]
     one_subject = plan.get("one_subject", any("subject" in r for r in requests))
     latest: dict[Any, dict[str, Any]] = {}
@@ -44,6 +45,6 @@ def run_status(job: JobConfig, run_id: str) -> dict[str, Any]:
         "pending": None if planned is None else max(planned - attempted, 0),
         "ambiguous": len(ambiguous),
         "manifest_torn_lines": torn,
-        "finished": (directory / SUMMARY).exists(),
-        "output_dir": str(directory),
+        "finished": store.read_bytes(SUMMARY) is not None,
+        "output_dir": store.uri,
     }

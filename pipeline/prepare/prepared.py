@@ -71,6 +71,7 @@ class PreparedInput:
     unique_path: Path
     files: tuple[str, ...]
     reject_reasons: dict[str, int]
+    fingerprint: tuple[dict[str, object], ...] = ()
 
 
 def prepare_input(source: SourceFrame, plan: RowPlan, workdir: Path, rejects: RejectsWriter, chunk_rows: int = CHUNK_ROWS) -> PreparedInput:
@@ -119,6 +120,7 @@ def prepare_input(source: SourceFrame, plan: RowPlan, workdir: Path, rejects: Re
         unique_path=unique_path,
         files=source.files,
         reject_reasons=dict(rejects.reasons),
+        fingerprint=source.fingerprint,
     )
 
 

@@ -23,8 +23,9 @@ class SourceFrame:
     """The source as one LazyFrame: one String column per role, plus the file index and 1-based data row."""
 
     frame: pl.LazyFrame
-    files: tuple[str, ...]
+    files: tuple[str, ...]  # as the user knows them (local paths or s3:// URIs), for rejects and the audit
     columns: dict[str, str]  # role -> column name in the file
+    fingerprint: tuple[dict[str, object], ...] = ()  # per file: uri, size, and etag (S3) or mtime (local)
 
 
 def infer_format(path: str) -> str | None:
@@ -96,13 +97,28 @@ def scan_file(path: str, fmt: str, columns: dict[str, str], *, delimiter: str, h
     )
 
 
-def open_local_source(uri: str, fmt: str | None, columns: dict[str, str], *, delimiter: str, has_header: bool) -> SourceFrame:
+def open_local_source(uri: str, fmt: str | None, columns: dict[str, str], *, delimiter: str, has_header: bool,
+                      marker: str | None = None) -> SourceFrame:
     files = resolve_local_files(uri)
+    if marker:
+        folder = Path(uri) if Path(uri).is_dir() else Path(files[0]).parent
+        if not (folder / marker).exists():
+            raise InputError(f"source.require_marker: {folder / marker} does not exist yet: the export may still be being written; refusing to start")
+    fingerprint = tuple({"uri": f, "size": os.stat(f).st_size, "mtime": int(os.stat(f).st_mtime)} for f in files)
+    return scan_files(files, files, fmt, columns, delimiter=delimiter, has_header=has_header, fingerprint=fingerprint)
+
+
+def scan_files(paths: list[str], names: list[str], fmt: str | None, columns: dict[str, str], *, delimiter: str,
+               has_header: bool, fingerprint: tuple[dict[str, object], ...] = ()) -> SourceFrame:
+    """Local files (`paths`) as one frame; `names` are how the user knows them (an S3 part's URI)."""
     frames = []
-    for index, path in enumerate(files):
-        file_format = fmt or infer_format(path)
+    for index, (path, name) in enumerate(zip(paths, names)):
+        file_format = fmt or infer_format(name)
         if file_format is None:
-            raise InputError(f"source.format: cannot tell the format of {os.path.basename(path)}; set csv or parquet")
-        frame = scan_file(path, file_format, columns, delimiter=delimiter, has_header=has_header)
+            raise InputError(f"source.format: cannot tell the format of {os.path.basename(name)}; set csv or parquet")
+        try:
+            frame = scan_file(path, file_format, columns, delimiter=delimiter, has_header=has_header)
+        except InputError as exc:
+            raise InputError(str(exc).replace(path, name)) from None
         frames.append(frame.with_columns(pl.lit(index, dtype=pl.UInt32).alias(FILE_INDEX)))
-    return SourceFrame(frame=pl.concat(frames, how="vertical"), files=tuple(files), columns=columns)
+    return SourceFrame(frame=pl.concat(frames, how="vertical"), files=tuple(names), columns=columns, fingerprint=fingerprint)

@@ -1,0 +1,141 @@
+"""Where a run's outputs live: a local folder or an S3 prefix, behind one small interface.
+
+Writes are whole objects (S3 has no append): the ledger builds its append-only log out of them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlparse
+
+from pipeline.errors import InputError
+
+
+class Store(Protocol):
+    uri: str
+
+    def child(self, *parts: str) -> Store: ...
+    def read_bytes(self, name: str) -> bytes | None: ...
+    def write_bytes(self, name: str, data: bytes) -> None: ...
+    def upload_file(self, name: str, path: Path) -> None: ...
+    def list(self, prefix: str = "") -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class LocalStore:
+    path: Path
+
+    @property
+    def uri(self) -> str:
+        return str(self.path)
+
+    def child(self, *parts: str) -> LocalStore:
+        return LocalStore(self.path.joinpath(*parts))
+
+    def read_bytes(self, name: str) -> bytes | None:
+        try:
+            return (self.path / name).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        target = self.path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(target.name + ".tmp")
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+
+    def upload_file(self, name: str, path: Path) -> None:
+        if path.resolve() != (self.path / name).resolve():
+            self.write_bytes(name, path.read_bytes())
+
+    def list(self, prefix: str = "") -> list[str]:
+        base = self.path / prefix
+        if not base.exists():
+            return []
+        return sorted(str(p.relative_to(self.path)) for p in base.rglob("*") if p.is_file())
+
+
+@dataclass(frozen=True)
+class S3Store:
+    bucket: str
+    prefix: str  # no leading or trailing slash
+    client: Any = field(compare=False, repr=False)
+    put_args: dict[str, str] = field(default_factory=dict, compare=False)  # server-side encryption settings
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+    def _key(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def child(self, *parts: str) -> S3Store:
+        return S3Store(self.bucket, "/".join(p.strip("/") for p in (self.prefix, *parts) if p), self.client, self.put_args)
+
+    def read_bytes(self, name: str) -> bytes | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(name))["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise s3_error(exc, f"s3://{self.bucket}/{self._key(name)}") from None
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(name), Body=data, **self.put_args)
+        except ClientError as exc:
+            raise s3_error(exc, f"s3://{self.bucket}/{self._key(name)}") from None
+
+    def upload_file(self, name: str, path: Path) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.upload_file(str(path), self.bucket, self._key(name), ExtraArgs=self.put_args or None)
+        except ClientError as exc:
+            raise s3_error(exc, f"s3://{self.bucket}/{self._key(name)}") from None
+
+    def list(self, prefix: str = "") -> list[str]:
+        from botocore.exceptions import ClientError
+
+        start = self._key(prefix) if prefix else (self.prefix + "/" if self.prefix else "")
+        names = []
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=start):
+                names += [item["Key"][len(self.prefix) + 1 if self.prefix else 0:] for item in page.get("Contents", [])]
+        except ClientError as exc:
+            raise s3_error(exc, f"s3://{self.bucket}/{start}") from None
+        return sorted(names)
+
+
+def s3_error(exc: Exception, where: str) -> InputError:
+    """A botocore error as one actionable line (codes only: S3 messages never carry identifiers, but keep it short)."""
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+    if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "ExpiredToken", "AllAccessDisabled"):
+        return InputError(f"access denied to {where} ({code}): check the credentials, profile or role the job runs with")
+    if code in ("NoSuchBucket",):
+        return InputError(f"no such bucket: {where}")
+    if code in ("NoSuchKey", "404"):
+        return InputError(f"no such object: {where}")
+    return InputError(f"S3 error on {where}: {code}")
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise InputError(f"not an s3:// URI: {uri}")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
