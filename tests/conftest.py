@@ -155,3 +155,40 @@ def partnership_job(tmp_path: Path, source: Path | str, columns: dict[str, str],
         },
         "output": {"uri": str(tmp_path / "out")},
     }
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[dict[str, Any]]:
+    """A real S3 API on loopback (moto in server mode); boto3 and the CLI reach it over HTTP."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    for key, value in S3_ENV.items():
+        os.environ.setdefault(key, value)
+    client = boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing")
+    yield {"url": url, "client": client, "env": {**S3_ENV, "AWS_ENDPOINT_URL": url}}
+    server.stop()
+
+
+@pytest.fixture()
+def bucket(moto_s3: dict[str, Any], request: pytest.FixtureRequest) -> str:
+    import re
+
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-") + "-" + os.urandom(3).hex()
+    moto_s3["client"].create_bucket(Bucket=name)
+    return name

@@ -75,6 +75,9 @@ def scan_file(path: str, fmt: str, columns: dict[str, str], *, delimiter: str, h
             row_index_offset=1,
             quote_char='"',
         )
+        if not has_header:
+            # The first column is column_1, as people count (and as polars 1.x named it); polars 2 starts at 0.
+            frame = frame.rename(lambda name: f"column_{int(name.split('_')[1]) + 1}" if name.startswith("column_") else name)
     try:
         schema = frame.collect_schema()
     except (pl.exceptions.PolarsError, OSError) as exc:
