@@ -11,8 +11,8 @@ from pipeline.config import DataDeletionDestination, JobConfig
 from pipeline.endpoints.data_deletion import DataDeletion
 from pipeline.errors import ConfigError, SendError
 from pipeline.http.client import sender_for
-from pipeline.ledger import open_ledger, utc_now
-from pipeline.runner import run_store
+from pipeline.ledger import open_ledger, read_records, utc_now
+from pipeline.runner import run_ids, run_store
 
 READY_AFTER_DAYS = 12
 ACTIONED_BY_DAYS = 30
@@ -118,3 +118,15 @@ def sync_run(job: JobConfig, run_id: str) -> dict[str, Any]:
         ledger.close()
     open_tasks = sum(n for status, n in states.items() if status not in FINAL_STATES)
     return {"run_id": run_id, "tasks": len(task_ids), "by_status": states, "open": open_tasks}
+
+
+def open_runs(job: JobConfig) -> list[str]:
+    """Runs of the job with a deletion task not yet seen ACTIONED or CANCELLED (the ones `sync` still needs)."""
+    still_open = []
+    for run_id in run_ids(job):
+        records, _ = read_records(run_store(job, run_id))
+        created = {str(r["ids"]["taskId"]) for r in records if r.get("status") == "accepted" and "taskId" in r.get("ids", {})}
+        last_seen = {str(r["taskId"]): str(r.get("task_status", "")) for r in records if r.get("record") == "task_state"}
+        if any(last_seen.get(task_id) not in FINAL_STATES for task_id in created):
+            still_open.append(run_id)
+    return still_open

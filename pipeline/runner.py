@@ -73,23 +73,43 @@ class RunSummary:
         unfinished = sum(n for status, n in self.batches_by_status.items() if status not in ("accepted", "already_accepted", "dry_run"))
         return 1 if unfinished else 0
 
+    @property
+    def manifest(self) -> str:
+        """Where the ledger lines are: a file locally, segment objects on S3."""
+        return f"{self.output_dir}/manifest/" if is_s3(self.output_dir) else f"{self.output_dir}/manifest.jsonl"
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"manifest": self.manifest}
 
 
 def new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
-def run_store(job: JobConfig, run_id: str) -> Store:
-    """Where this run's manifest, summary and rejects live: <output.uri>/<job>/<run_id>/, local or S3."""
+def valid_run_id(run_id: str) -> bool:
+    """What the ledger accepts as a run id (it names a folder or an S3 prefix)."""
+    return bool(_RUN_ID.match(run_id)) and ".." not in run_id
+
+
+def job_store(job: JobConfig) -> Store:
+    """<output.uri>/<job>/: every run of the job, local or S3."""
     output = job.output
     if is_s3(output.uri):
         from pipeline.s3 import put_args, s3_client
 
         bucket, prefix = split_s3_uri(output.uri)
-        return S3Store(bucket, prefix.strip("/"), s3_client(output.s3), put_args(output)).child(job.job, run_id)
-    return LocalStore(Path(output.uri) / job.job / run_id)
+        return S3Store(bucket, prefix.strip("/"), s3_client(output.s3), put_args(output)).child(job.job)
+    return LocalStore(Path(output.uri) / job.job)
+
+
+def run_store(job: JobConfig, run_id: str) -> Store:
+    """Where this run's manifest, summary and rejects live: <output.uri>/<job>/<run_id>/."""
+    return job_store(job).child(run_id)
+
+
+def run_ids(job: JobConfig) -> list[str]:
+    """Every run id with outputs under the job's folder."""
+    return sorted({name.split("/", 1)[0] for name in job_store(job).list() if "/" in name and not name.startswith("_")})
 
 
 def run_job(
@@ -98,7 +118,7 @@ def run_job(
 ) -> RunSummary:
     """Run a job. `confirmed` is the command line's --yes, for destructive runs beyond the job's safety limit."""
     run_id = run_id or new_run_id()
-    if not _RUN_ID.match(run_id) or ".." in run_id:
+    if not valid_run_id(run_id):
         raise ConfigError(f"--run-id {run_id!r}: use letters, digits and . _ : + @ = - (at most 200 characters)")
     started = time.monotonic()
     endpoint = endpoint_for(job)

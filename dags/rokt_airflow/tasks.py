@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
-from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseHook, get_current_context
@@ -16,9 +14,6 @@ from airflow.sdk.log import mask_secret
 
 log = logging.getLogger("rokt_airflow")
 
-# What the library accepts as a run id (pipeline.runner); anything else is mapped onto it deterministically.
-_LEDGER_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+@=-]{0,199}$")
-FINAL_DELETION_STATES = frozenset({"ACTIONED", "CANCELLED"})
 
 
 def ledger_run_id(airflow_run_id: str, source_uri: str | None = None) -> str:
@@ -29,7 +24,9 @@ def ledger_run_id(airflow_run_id: str, source_uri: str | None = None) -> str:
     run_id = airflow_run_id
     if source_uri is not None:
         run_id += "." + hashlib.sha256(source_uri.encode()).hexdigest()[:12]
-    if _LEDGER_RUN_ID.match(run_id) and ".." not in run_id:
+    from pipeline.runner import valid_run_id
+
+    if valid_run_id(run_id):
         return run_id
     cleaned = re.sub(r"[^A-Za-z0-9._:+@=-]", "-", run_id).replace("..", ".").lstrip("._:+@=-")[:180]
     return f"{cleaned or 'run'}.{hashlib.sha256(run_id.encode()).hexdigest()[:12]}"
@@ -125,9 +122,9 @@ def send_job(settings: dict[str, Any], overrides: dict[str, Any], source_uri: st
         summary = run_job(job, run_id=run_id, progress=LogProgress())
     except PipelineError as exc:  # config or input error: nothing was sent, a retry cannot help
         raise AirflowFailException(str(exc)) from None
-    manifest = Path(summary.output_dir) / "manifest.jsonl"
+    manifest = summary.manifest
     log.info("manifest: %s", manifest)
-    result = summary.to_dict() | {"manifest": str(manifest), "ledger_run_id": run_id}
+    result = summary.to_dict() | {"ledger_run_id": run_id}
     if summary.exit_code:
         message = failure_message(summary, manifest, settings["job_file"])
         log.error("%s", message)
@@ -137,9 +134,8 @@ def send_job(settings: dict[str, Any], overrides: dict[str, Any], source_uri: st
     return result
 
 
-def failure_message(summary: Any, manifest: Path, job_file: str) -> str:
-    accepted = accepted_identifiers(manifest)
-    left = summary.identifiers - accepted
+def failure_message(summary: Any, manifest: str, job_file: str) -> str:
+    left = summary.identifiers_left
     statuses = ", ".join(f"{n} {status}" for status, n in sorted(summary.batches_by_status.items()))
     message = (
         f"{left:,} of {summary.identifiers:,} identifiers are not accepted yet (batches: {statuses}); "
@@ -153,23 +149,6 @@ def failure_message(summary: Any, manifest: Path, job_file: str) -> str:
         f"are skipped. After the last retry, clear this task to resume, or run "
         f"`rokt-pipeline run {job_file} --run-id {summary.run_id}`."
     )
-
-
-def accepted_identifiers(manifest: Path) -> int:
-    """Identifiers in batches accepted under this run id, over every attempt (the manifest is the truth)."""
-    accepted: dict[int, int] = {}
-    try:
-        lines = manifest.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        return 0
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:  # a line torn by a crash
-            continue
-        if record.get("status") == "accepted" and "batch" in record:
-            accepted[record["batch"]] = record.get("records", 0)
-    return sum(accepted.values())
 
 
 def triggering_source_uris() -> list[str]:
@@ -195,36 +174,15 @@ def triggering_source_uris() -> list[str]:
 
 def sync_deletion_runs(settings: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Run `deletions sync` over every run of the job whose deletion tasks are not all ACTIONED or CANCELLED."""
-    try:
-        from pipeline.deletions import sync_run
-    except ImportError:
-        raise AirflowFailException("this rokt-pipeline has no data deletion support (pipeline.deletions)") from None
+    from pipeline.deletions import open_runs, sync_run
+
     job = load(settings, overrides)
-    runs_folder = Path(job.output.uri) / job.job
     results = []
-    for manifest in sorted(runs_folder.glob("*/manifest.jsonl")):
-        if deletion_run_closed(manifest):
-            continue
-        result = sync_run(job, manifest.parent.name)
+    for run_id in open_runs(job):
+        result = sync_run(job, run_id)
         log.info("deletion run %s: %s tasks, %s still open, by status %s",
                  result["run_id"], result["tasks"], result["open"], result["by_status"])
         results.append(result)
     still_open = [r["run_id"] for r in results if r["open"]]
     log.info("%d deletion run(s) synced, %d still open: %s", len(results), len(still_open), ", ".join(still_open))
     return {"synced": results, "open_runs": still_open}
-
-
-def deletion_run_closed(manifest: Path) -> bool:
-    """True when every task the run created was last seen ACTIONED or CANCELLED (so it needs no more syncs)."""
-    created: set[str] = set()
-    last_seen: dict[str, str] = {}
-    for line in manifest.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if record.get("status") == "accepted" and isinstance(record.get("ids"), dict) and "taskId" in record["ids"]:
-            created.add(str(record["ids"]["taskId"]))
-        if record.get("record") == "task_state":
-            last_seen[str(record.get("taskId"))] = str(record.get("task_status", "")).upper()
-    return bool(created) and all(last_seen.get(task_id) in FINAL_DELETION_STATES for task_id in created)

@@ -7,6 +7,7 @@ read the sandbox's own record of what it received and the manifest the run wrote
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -259,7 +260,8 @@ def test_deletion_dag_submits_then_follows_open_runs_until_every_task_is_final(
 ) -> None:
     from datetime import datetime, timezone
 
-    from rokt_airflow.tasks import deletion_run_closed
+    from pipeline.config import load_job
+    from pipeline.deletions import open_runs
 
     connection = {"conn_type": "http", "host": sandbox.url, "login": "sandbox-app-id", "password": "sandbox-app-secret"}
     monkeypatch.setenv("AIRFLOW_CONN_ROKT_DELETION", json.dumps(connection))
@@ -282,5 +284,6 @@ def test_deletion_dag_submits_then_follows_open_runs_until_every_task_is_final(
     synced = {r["run_id"]: r for r in returned(second, "sync_open_deletion_runs")["synced"]}
     assert synced[first.run_id]["by_status"] == {"ACTIONED": 1} and synced[first.run_id]["open"] == 0
     assert synced[second.run_id]["open"] == 1
-    assert deletion_run_closed(first_manifest)  # so the next day's sync leaves it alone
-    assert not deletion_run_closed(Path(returned(second)["manifest"]))
+    deletion_job = next(p for p in (ROOT / "dags" / "jobs").glob("*.yaml") if "endpoint: data_deletion" in p.read_text())
+    job = load_job(deletion_job, environment={**os.environ, "ROKT_APP_ID": "x", "ROKT_APP_SECRET": "y"})
+    assert open_runs(job) == [second.run_id]  # the first run is closed: the next day's sync leaves it alone
