@@ -128,22 +128,22 @@ def _run(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     from pipeline.endpoints.registry import endpoint_for
-    from pipeline.runner import prepare_job, refuse_useless_input
+    from pipeline.runner import open_stream
     from pipeline.storage import LocalStore
 
     job = load_job(args.job)
     endpoint = endpoint_for(job)
     with tempfile.TemporaryDirectory(prefix="rokt-validate-") as scratch:
-        prepared = prepare_job(job, endpoint, LocalStore(Path(scratch)), Path(scratch) / "work")
-        report = {
-            "job": job.job, "endpoint": endpoint.spec.family, "files": list(prepared.files),
-            "rows_read": prepared.rows_read, "rows_rejected": prepared.rows_rejected,
-            "duplicates": prepared.duplicates_dropped, "identifiers": prepared.identifiers,
-            "reject_reasons": prepared.reject_reasons,
-        }
-        refuse_useless_input(job, prepared, "(validate writes no outputs)")
+        stream = open_stream(job, endpoint, LocalStore(Path(scratch)), Path(scratch))
+        batches = sum(1 for _ in stream.batches())  # everything but sending
+    report = {
+        "job": job.job, "endpoint": endpoint.spec.family, "files": list(stream.source.files),
+        "rows_read": stream.rows_read, "rows_rejected": stream.rows_rejected, "duplicates": stream.duplicates_dropped,
+        "superseded": stream.superseded, "identifiers": stream.identifiers, "requests": batches,
+        "reject_reasons": stream.reject_reasons,
+    }
     print(json.dumps(report, indent=2))
-    print(f"ok: {prepared.identifiers:,} identifiers would be sent to {endpoint.spec.family}; nothing was sent")
+    print(f"ok: {stream.identifiers:,} identifiers would be sent to {endpoint.spec.family} in {batches:,} requests; nothing was sent")
     return 0
 
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from pipeline.errors import ConfigError
 
+SyncMode = Literal["full", "incremental", "mirror"]
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -111,11 +112,16 @@ class DestinationBase(StrictModel):
     identifier_roles: ClassVar[tuple[str, ...]] = ("email", "sha256")
     other_roles: ClassVar[tuple[str, ...]] = ()
     one_identifier_per_row: ClassVar[bool] = True
+    mirror_supported: ClassVar[bool] = False  # the API can remove what it was sent (include/exclude)
 
     base_url: str | None = None
     limits: Limits | None = None
     timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     retry: RetrySettings = RetrySettings()
+    # What a run sends (pipeline/sync): the whole file, only what no earlier run had accepted, or (mirror) the
+    # difference against the list as last accepted, removals included.
+    sync_mode: SyncMode = "full"
+    max_exclude_fraction: float = Field(default=0.2, ge=0.0, le=1.0)  # mirror: more removals than this need --yes
 
     @model_validator(mode="before")
     @classmethod
@@ -134,6 +140,22 @@ class DestinationBase(StrictModel):
             given, maximum = getattr(self.limits, key), getattr(self.max_limits, key)
             if given > maximum:
                 raise ValueError(f"limits.{key}: {given} is above the {kind} of {maximum}")
+        return self
+
+    @model_validator(mode="after")
+    def _sync_mode_fits_endpoint(self) -> DestinationBase:
+        if self.sync_mode == "mirror":
+            if not self.mirror_supported:
+                raise ValueError("sync_mode: mirror needs an endpoint that can remove identifiers (audience_import, "
+                                 "audience_import_legacy); use sync_mode: incremental")
+            if getattr(self, "action", "include") != "include":
+                raise ValueError("action: mirror sends include for identifiers new in the file and exclude for those that "
+                                 "left it; set action: include")
+            if getattr(self, "send", "sha256") != "sha256":
+                raise ValueError("send: mirror removes identifiers by the SHA-256 it keeps in its state (never a raw email); "
+                                 "use send: sha256")
+        elif "max_exclude_fraction" in self.model_fields_set:
+            raise ValueError("max_exclude_fraction: only used with sync_mode: mirror")
         return self
 
     @field_validator("base_url")
@@ -162,6 +184,7 @@ _AUDIENCE_LIMITS = Limits(batch_size=100_000, requests_per_second=4, concurrency
 
 
 class AudienceImportDestination(DestinationBase):
+    mirror_supported: ClassVar[bool] = True
     default_limits: ClassVar[Limits] = _AUDIENCE_LIMITS
     max_limits: ClassVar[Limits] = _AUDIENCE_LIMITS
     limits_documented: ClassVar[bool] = True
@@ -176,6 +199,7 @@ class AudienceImportDestination(DestinationBase):
 
 
 class AudienceImportLegacyDestination(DestinationBase):
+    mirror_supported: ClassVar[bool] = True
     default_limits: ClassVar[Limits] = _AUDIENCE_LIMITS
     max_limits: ClassVar[Limits] = _AUDIENCE_LIMITS
     limits_documented: ClassVar[bool] = True
@@ -270,6 +294,8 @@ class OutputConfig(StrictModel):
     # With S3 output the ledger reaches S3 in segments: after this many answers or seconds, whichever first.
     ledger_flush_records: int = Field(default=50, ge=1, le=100_000)
     ledger_flush_seconds: float = Field(default=2.0, gt=0, le=300)
+    # incremental and mirror jobs: state versions kept for `state rollback` (the current one is always kept)
+    keep_state_versions: int = Field(default=10, ge=1, le=1000)
 
 
 class JobConfig(StrictModel):

@@ -12,7 +12,7 @@ log = logging.getLogger("pipeline.run")
 
 
 class Progress(Protocol):
-    def start(self, batches: int, identifiers: int, skipped: int) -> None: ...
+    def start(self, batches: int | None, identifiers: int | None, skipped: int) -> None: ...
     def batch_done(self, record: dict[str, Any]) -> None: ...
     def finish(self) -> None: ...
 
@@ -20,8 +20,11 @@ class Progress(Protocol):
 class LogProgress:
     """One line per batch: what Airflow and CI logs want."""
 
-    def start(self, batches: int, identifiers: int, skipped: int) -> None:
-        log.info("sending %d identifiers in %d batches (%d already accepted under this run id)", identifiers, batches, skipped)
+    def start(self, batches: int | None, identifiers: int | None, skipped: int) -> None:
+        if identifiers is None:
+            log.info("sending batches as they are prepared (%d already accepted under this run id)", skipped)
+        else:
+            log.info("sending %d identifiers in %s batches (%d already accepted under this run id)", identifiers, batches, skipped)
 
     def batch_done(self, record: dict[str, Any]) -> None:
         log.info(
@@ -43,7 +46,7 @@ class TerminalProgress:
         self._batches = self._done = self._identifiers = self._sent = 0
         self._started = time.monotonic()
 
-    def start(self, batches: int, identifiers: int, skipped: int) -> None:
+    def start(self, batches: int | None, identifiers: int | None, skipped: int) -> None:
         self._batches, self._identifiers, self._done = batches, identifiers, skipped
         self._started = time.monotonic()
         self._draw()
@@ -57,12 +60,10 @@ class TerminalProgress:
     def _draw(self) -> None:
         elapsed = max(time.monotonic() - self._started, 1e-6)
         rate = self._sent / elapsed
-        remaining = max(self._identifiers - self._sent, 0)
-        eta = f"{remaining / rate:,.0f}s" if rate > 0 else "?"
-        self._stream.write(
-            f"\r  batches {self._done}/{self._batches}  identifiers {self._sent:,}/{self._identifiers:,}"
-            f"  {rate:,.0f}/s  ETA {eta}   "
-        )
+        total = "?" if self._identifiers is None else f"{self._identifiers:,}"
+        batches = "?" if self._batches is None else self._batches
+        eta = "?" if self._identifiers is None or rate <= 0 else f"{max(self._identifiers - self._sent, 0) / rate:,.0f}s"
+        self._stream.write(f"\r  batches {self._done}/{batches}  identifiers {self._sent:,}/{total}  {rate:,.0f}/s  ETA {eta}   ")
         self._stream.flush()
 
     def finish(self) -> None:
@@ -71,7 +72,7 @@ class TerminalProgress:
 
 
 class SilentProgress:
-    def start(self, batches: int, identifiers: int, skipped: int) -> None:
+    def start(self, batches: int | None, identifiers: int | None, skipped: int) -> None:
         pass
 
     def batch_done(self, record: dict[str, Any]) -> None:

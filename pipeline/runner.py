@@ -17,17 +17,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pipeline import faultpoints
-from pipeline.batching import Batch, count_batches, iter_batches
+from pipeline.batching import Batch
 from pipeline.config import JobConfig
 from pipeline.endpoints.base import Endpoint
 from pipeline.endpoints.registry import endpoint_for
 from pipeline.errors import ConfigError, InputError, SendError
 from pipeline.http.client import Delivery, Sender, sender_for
 from pipeline.ledger import PLAN, REJECTS, SUMMARY, LedgerBase, open_ledger, utc_now, write_json
-from pipeline.prepare.prepared import PreparedInput, prepare_input
+from pipeline.prepare.stream import PreparedStream
 from pipeline.progress import Progress, SilentProgress
 from pipeline.rejects import RejectsWriter
 from pipeline.sources import open_source
@@ -71,7 +71,7 @@ class RunSummary:
     @property
     def exit_code(self) -> int:
         unfinished = sum(n for status, n in self.batches_by_status.items() if status not in ("accepted", "already_accepted", "dry_run"))
-        return 1 if unfinished else 0
+        return 1 if unfinished or self.stopped_reason else 0
 
     @property
     def manifest(self) -> str:
@@ -138,45 +138,67 @@ def _run(
     job: JobConfig, endpoint: Endpoint, summary: RunSummary, store: Store, workdir: Path, run_id: str,
     dry_run: bool, progress: Progress | None, confirmed: bool,
 ) -> None:
-    prepared = prepare_job(job, endpoint, store, workdir)
-    faultpoints.reached("after_prepare")
-    summary.rows_read, summary.rows_rejected = prepared.rows_read, prepared.rows_rejected
-    summary.duplicates_dropped, summary.identifiers = prepared.duplicates_dropped, prepared.identifiers
-    summary.superseded = prepared.superseded
-    summary.reject_reasons = prepared.reject_reasons
-    summary.source_files = list(prepared.fingerprint)
-    summary.source_fingerprint = fingerprint_digest(prepared.fingerprint)
-    refuse_useless_input(job, prepared, store.uri)
-    needs_confirmation = endpoint.confirmation_needed(prepared.identifiers)
-    if needs_confirmation and not (confirmed or dry_run):
-        raise ConfigError(f"{needs_confirmation}. Nothing was sent.")
-    endpoint.bind_run(job.job, run_id, dry_run)
-
-    summary.batches = count_batches(prepared.identifiers, endpoint.spec.limits.batch_size)
-    write_json(store, PLAN, {
-        "run_id": run_id, "job": job.job, "endpoint": endpoint.spec.family, "batches": summary.batches,
-        "identifiers": prepared.identifiers, "one_subject": endpoint.spec.one_subject, "written_at": utc_now(),
-        "source_fingerprint": summary.source_fingerprint,
-    })
-    ledger = open_ledger(store, job.output.ledger_flush_records, job.output.ledger_flush_seconds)
-    summary.manifest_torn_lines = ledger.torn_lines
+    stream = open_stream(job, endpoint, store, workdir)
+    summary.source_files = list(stream.source.fingerprint)
+    summary.source_fingerprint = fingerprint_digest(stream.source.fingerprint)
     try:
-        _send_all(job, endpoint, prepared, ledger, summary, run_id, dry_run, progress or SilentProgress())
+        if endpoint.spec.needs_whole_set:
+            stream.prepare_all()
+            needs_confirmation = endpoint.confirmation_needed(stream.identifiers)
+            if needs_confirmation and not (confirmed or dry_run):
+                raise ConfigError(f"{needs_confirmation}. Nothing was sent.")
+        faultpoints.reached("after_prepare")
+        endpoint.bind_run(job.job, run_id, dry_run)
+        _write_plan(store, summary, endpoint, stream)
+        ledger = open_ledger(store, job.output.ledger_flush_records, job.output.ledger_flush_seconds)
+        summary.manifest_torn_lines = ledger.torn_lines
+        try:
+            _send_all(job, endpoint, stream, ledger, summary, run_id, dry_run, progress or SilentProgress(),
+                      on_prepared=lambda: _write_plan(store, summary, endpoint, stream))
+        except InputError as exc:
+            if not summary.requests and not summary.batches_by_status.get("dry_run"):
+                raise  # nothing was sent: a plain input error (exit 2)
+            summary.stopped_reason = f"stopped part way: {exc}"
+            log.error("%s", summary.stopped_reason)
+        finally:
+            ledger.close()
     finally:
-        ledger.close()
+        _copy_counts(summary, stream)
+        if stream.complete:
+            _write_plan(store, summary, endpoint, stream)
+        if not isinstance(store, LocalStore) and (workdir / REJECTS).exists():
+            store.upload_file(REJECTS, workdir / REJECTS)
 
 
-def prepare_job(job: JobConfig, endpoint: Endpoint, store: Store, workdir: Path) -> PreparedInput:
+def _copy_counts(summary: RunSummary, stream: PreparedStream) -> None:
+    summary.rows_read, summary.rows_rejected = stream.rows_read, stream.rows_rejected
+    summary.duplicates_dropped, summary.superseded = stream.duplicates_dropped, stream.superseded
+    summary.identifiers, summary.reject_reasons = stream.identifiers, stream.reject_reasons
+    if stream.batches_total is not None:
+        summary.batches = stream.batches_total
+
+
+def _write_plan(store: Store, summary: RunSummary, endpoint: Endpoint, stream: PreparedStream) -> None:
+    """What the run means to send; the totals are filled in once preparation has read the whole source."""
+    write_json(store, PLAN, {
+        "run_id": summary.run_id, "job": summary.job, "endpoint": endpoint.spec.family,
+        "batches": stream.batches_total, "identifiers": stream.identifiers if stream.complete else None,
+        "one_subject": endpoint.spec.one_subject, "written_at": utc_now(), "source_fingerprint": summary.source_fingerprint,
+    })
+
+
+def open_stream(job: JobConfig, endpoint: Endpoint, store: Store, workdir: Path) -> PreparedStream:
+    """The job's source as a stream of batches; rejects.csv is written as it goes."""
     columns = job.source.columns.mapped()
     source = open_source(job.source, workdir)
-    local = isinstance(store, LocalStore)
-    rejects_path = store.path / REJECTS if local else workdir / REJECTS
+    rejects_path = store.path / REJECTS if isinstance(store, LocalStore) else workdir / REJECTS
     rejects = RejectsWriter(rejects_path, source.files, columns, job.output.rejects_include_values)
-    try:
-        return prepare_input(source, endpoint.row_plan(columns), workdir / "spill", rejects)
-    finally:
-        if not local and rejects_path.exists():
-            store.upload_file(REJECTS, rejects_path)
+    spec = endpoint.spec
+    return PreparedStream(
+        source, endpoint.row_plan(columns), rejects, spec.limits.batch_size,
+        wire_is_sha256_hex=spec.wire_encoding == "hex" and not spec.one_subject,
+        max_reject_fraction=job.source.max_reject_fraction, rejects_location=f"{store.uri}/{REJECTS}",
+    )
 
 
 def fingerprint_digest(files: tuple[dict[str, Any], ...]) -> str:
@@ -184,23 +206,11 @@ def fingerprint_digest(files: tuple[dict[str, Any], ...]) -> str:
     return hashlib.sha256(json.dumps(list(files), sort_keys=True).encode()).hexdigest()
 
 
-def refuse_useless_input(job: JobConfig, prepared: PreparedInput, output: str) -> None:
-    fraction = prepared.rows_rejected / prepared.rows_read
-    if fraction > job.source.max_reject_fraction:
-        reason, count = max(prepared.reject_reasons.items(), key=lambda item: item[1])
-        raise InputError(
-            f"{prepared.rows_rejected:,} of {prepared.rows_read:,} rows ({fraction:.1%}) are invalid, above "
-            f"source.max_reject_fraction={job.source.max_reject_fraction}; most common reason: {reason!r} "
-            f"({count:,} rows). Is the right column mapped? See {output}/{REJECTS}. Nothing was sent."
-        )
-    if prepared.identifiers == 0:
-        raise InputError(f"no valid identifiers to send; see {output}/{REJECTS}. Nothing was sent.")
-
-
 def _send_all(
-    job: JobConfig, endpoint: Endpoint, prepared: PreparedInput, ledger: LedgerBase, summary: RunSummary,
-    run_id: str, dry_run: bool, progress: Progress,
+    job: JobConfig, endpoint: Endpoint, stream: PreparedStream, ledger: LedgerBase, summary: RunSummary,
+    run_id: str, dry_run: bool, progress: Progress, on_prepared: Callable[[], None] = lambda: None,
 ) -> None:
+    """Send each batch as the stream yields it; `on_prepared` runs once the whole source has been read."""
     spec = endpoint.spec
     limits = spec.limits
     accepted_batches = ledger.accepted_batches(endpoint.counts_for_resume)
@@ -269,12 +279,11 @@ def _send_all(
         return accepted_batches.get(batch.index) == batch.digest
 
     skipped = len(accepted_subjects) if spec.one_subject else len(accepted_batches)
-    progress.start(summary.batches, prepared.identifiers, skipped)
-    if not dry_run and summary.batches > skipped:
-        _start_run(endpoint, sender, summary)
+    progress.start(stream.batches_total, stream.identifiers if stream.complete else None, skipped)
+    started = False
     futures: list[Future[None]] = []
     with ThreadPoolExecutor(max_workers=limits.concurrency, thread_name_prefix="send") as pool:
-        for batch in iter_batches(prepared.unique_path, limits.batch_size):
+        for batch in stream.batches():
             if already_accepted(batch):
                 count("already_accepted")
             elif sender.stopped.is_set():
@@ -285,8 +294,12 @@ def _send_all(
                 count("dry_run")
                 progress.batch_done(record)
             else:
+                if not started:
+                    started = True
+                    _start_run(endpoint, sender, summary)
                 queue_slots.acquire()
                 futures.append(pool.submit(send, batch))
+        on_prepared()  # preparation is done; sends may still be in flight
     for future in futures:
         future.result()  # surfaces a bug in a worker instead of losing it
     sender.close()
@@ -295,7 +308,8 @@ def _send_all(
         log.error("the run stopped early: %s", sender.stop_reason)
     progress.finish()
     summary.batches_by_status = dict(sorted(by_status.items()))
-    summary.identifiers_left = _identifiers_left(ledger, endpoint, prepared.identifiers)
+    summary.batches = stream.batches_total or 0
+    summary.identifiers_left = _identifiers_left(ledger, endpoint, stream.identifiers)
     if dry_run:
         to_send = summary.batches - by_status.get("already_accepted", 0)
         summary.estimated_send_seconds = round(to_send / limits.requests_per_second, 1)

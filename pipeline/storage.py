@@ -6,6 +6,7 @@ Writes are whole objects (S3 has no append): the ledger builds its append-only l
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,6 +22,8 @@ class Store(Protocol):
     def read_bytes(self, name: str) -> bytes | None: ...
     def write_bytes(self, name: str, data: bytes) -> None: ...
     def upload_file(self, name: str, path: Path) -> None: ...
+    def download_file(self, name: str, path: Path) -> bool: ...
+    def delete(self, name: str) -> None: ...
     def list(self, prefix: str = "") -> list[str]: ...
 
 
@@ -52,8 +55,37 @@ class LocalStore:
         os.replace(temporary, target)
 
     def upload_file(self, name: str, path: Path) -> None:
-        if path.resolve() != (self.path / name).resolve():
-            self.write_bytes(name, path.read_bytes())
+        target = self.path / name
+        if path.resolve() == target.resolve():
+            return
+        # Copied in chunks (state files can be gigabytes), then renamed: a reader sees the old file or the new one.
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(target.name + ".tmp")
+        with open(path, "rb") as source, open(temporary, "wb") as handle:
+            shutil.copyfileobj(source, handle, 8 * 2**20)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+
+    def download_file(self, name: str, path: Path) -> bool:
+        """Copy `name` to `path`; False when there is no such file."""
+        try:
+            shutil.copyfile(self.path / name, path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def delete(self, name: str) -> None:
+        target = self.path / name
+        target.unlink(missing_ok=True)
+        # Folders that held only this object go too, as they would on S3 (which has no folders).
+        for folder in target.parents:
+            if folder == self.path or self.path not in folder.parents:
+                break
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (or already gone)
+                break
 
     def list(self, prefix: str = "") -> list[str]:
         base = self.path / prefix
@@ -102,6 +134,26 @@ class S3Store:
 
         try:
             self.client.upload_file(str(path), self.bucket, self._key(name), ExtraArgs=self.put_args or None)
+        except ClientError as exc:
+            raise s3_error(exc, f"s3://{self.bucket}/{self._key(name)}") from None
+
+    def download_file(self, name: str, path: Path) -> bool:
+        """Stream `name` to `path` (never whole in memory); False when there is no such object."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.download_file(self.bucket, self._key(name), str(path))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return False
+            raise s3_error(exc, f"s3://{self.bucket}/{self._key(name)}") from None
+        return True
+
+    def delete(self, name: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._key(name))
         except ClientError as exc:
             raise s3_error(exc, f"s3://{self.bucket}/{self._key(name)}") from None
 

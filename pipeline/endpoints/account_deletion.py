@@ -43,6 +43,7 @@ class AccountDeletion(EndpointBase):
             identifier_role="account_id",
             limits=destination.effective_limits,
             one_subject=True,
+            needs_whole_set=True,
             status_hints=_HINTS,
         )
         self._base = destination.url

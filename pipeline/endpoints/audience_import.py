@@ -6,6 +6,8 @@ ID in the answer, so `ids` stays empty.
 
 from __future__ import annotations
 
+from typing import Any
+
 import requests
 
 from pipeline.batching import Batch
@@ -42,14 +44,21 @@ class AudienceImport(EndpointBase):
         self._headers = {**auth, "Content-Type": "application/json", "Accept": "application/json"}
         self._identifier_key = "emails" if destination.send == "email" else "sha256s"
 
+    def action(self, batch: Batch) -> str:
+        """The job's action, unless the batch carries its own (mirror sends include and exclude batches)."""
+        return (batch.attributes or {}).get("action", self.destination.action)
+
     def build_request(self, batch: Batch) -> HttpRequest:
-        body: dict[str, object] = {"action": self.destination.action}
+        body: dict[str, object] = {"action": self.action(batch)}
         if self.destination.account_id is not None:
             body["accountId"] = self.destination.account_id
         if self.destination.list_name is not None:
             body["list"] = self.destination.list_name
         body[self._identifier_key] = batch.identifiers
         return HttpRequest("POST", self._url, self._headers, json=body)
+
+    def manifest_fields(self, batch: Batch) -> dict[str, Any]:
+        return {"action": self.action(batch)}
 
     def read_response(self, response: requests.Response) -> dict[str, str]:
         raise_for_status(response, self.spec)

@@ -39,6 +39,7 @@ class EndpointSpec:
     identifier_role: str
     limits: Limits
     one_subject: bool = False  # one identifier per request: the manifest keys it by `subject`
+    needs_whole_set: bool = False  # read the whole source before the first request (e.g. a count that needs --yes)
     status_hints: dict[int, str] = field(default_factory=dict)
 
 

@@ -21,12 +21,14 @@ def sha256_hex(expr: pl.Expr) -> pl.Expr:
     return expr.chash.sha2_256()
 
 
+# Non-strict decoding: the stream hashes every row before validation drops the invalid ones, which must
+# become null here rather than fail the whole chunk.
 def hex_to_base64(expr: pl.Expr) -> pl.Expr:
-    return expr.str.decode("hex").bin.encode("base64")
+    return expr.str.decode("hex", strict=False).bin.encode("base64")
 
 
 def base64_to_hex(expr: pl.Expr) -> pl.Expr:
-    return expr.str.decode("base64").bin.encode("hex")
+    return expr.str.decode("base64", strict=False).bin.encode("hex")
 
 
 def prehashed_to_hex(expr: pl.Expr) -> pl.Expr:

@@ -108,6 +108,8 @@ def test_status_of_a_crashed_run(tmp_path, sandbox, sandbox_env) -> None:
     path = str(write_job(tmp_path, job))
     assert _run_and_kill(path, "st", sandbox_env, "after_ledger:3", sandbox) == -signal.SIGKILL
     report = json.loads(run_cli("status", "--config", path, "--run-id", "st", "--json", env=sandbox_env).stdout)
-    assert (report["batches_planned"], report["accepted"], report["pending"], report["finished"]) == (18, 3, 15, False)
+    # Preparation runs just ahead of sending (memory stays flat), so a run killed early may not know its total yet.
+    assert (report["accepted"], report["finished"]) == (3, False)
+    assert (report["batches_planned"], report["pending"]) in ((None, None), (18, 15))
     text = run_cli("status", "--config", path, "--run-id", "st", env=sandbox_env).stdout
     assert "did not finish (resume it with the same --run-id)" in text

@@ -1,0 +1,183 @@
+"""The data path as one stream: source -> normalise + hash (polars, streaming) -> validate each chunk
+(pandera) -> drop duplicates -> batches, yielded as soon as each is full.
+
+The runner sends each batch while the next is being prepared, so the API is busy from the first seconds
+and memory depends on the chunk and batch sizes, not on the file. Counts are complete once the stream is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Iterator
+
+import polars as pl
+
+from pipeline.batching import SUBJECT, WIRE, Batch
+from pipeline.errors import InputError
+from pipeline.prepare.dedupe import HI, LO, SeenKeys, key_columns
+from pipeline.prepare.hashing import sha256_hex
+from pipeline.prepare.prepared import CHUNK_ROWS, DEFAULT_NORMALISERS, PreparedInput, RowPlan, safe_reason
+from pipeline.prepare.schemas import failing_rows
+from pipeline.rejects import RejectsWriter
+from pipeline.sources.local import SourceFrame
+
+
+class PreparedStream:
+    def __init__(self, source: SourceFrame, plan: RowPlan, rejects: RejectsWriter, batch_size: int, *,
+                 wire_is_sha256_hex: bool, max_reject_fraction: float, rejects_location: str,
+                 hold_until_complete: bool = False, chunk_rows: int = CHUNK_ROWS):
+        self.source = source
+        self.plan = plan
+        self.rejects = rejects
+        self.batch_size = batch_size
+        self.max_reject_fraction = max_reject_fraction
+        self.rejects_location = rejects_location
+        self.chunk_rows = chunk_rows
+        # Whole-set decisions (supersede, a --yes count) need every row before the first batch.
+        self.hold = hold_until_complete or plan.supersede is not None
+        # Duplicates are judged on the wire identifier itself (for network privacy that includes the request type).
+        self._key_source = pl.col(WIRE) if wire_is_sha256_hex else sha256_hex(pl.col(WIRE))
+        self.rows_read = self.valid_rows = self.identifiers = self.superseded = 0
+        self.batches_total: int | None = None
+        self.complete = False
+        self._held: list[pl.DataFrame] | None = None
+
+    @property
+    def rows_rejected(self) -> int:
+        return self.rejects.count
+
+    @property
+    def duplicates_dropped(self) -> int:
+        return self.valid_rows - self.identifiers - self.superseded
+
+    @property
+    def reject_reasons(self) -> dict[str, int]:
+        return dict(self.rejects.reasons)
+
+    def prepare_all(self) -> None:
+        """Read the whole source now (for whole-set decisions); batches() then serves from memory."""
+        if self._held is None:
+            self._held = list(self._new_rows())
+
+    def batches(self) -> Iterator[Batch]:
+        frames = iter(self._held) if self._held is not None else self._new_rows()
+        index = 0
+        if self.batch_size == 1:
+            for frame in frames:
+                yield from self._one_subject_batches(frame, index)
+                index += frame.height
+            self.batches_total = index
+            return
+        pending: list[pl.DataFrame] = []
+        pending_rows = 0
+        for frame in frames:
+            pending.append(frame)
+            pending_rows += frame.height
+            while pending_rows >= self.batch_size:
+                joined = pl.concat(pending)
+                yield self._batch(joined.head(self.batch_size), index)
+                index += 1
+                rest = joined.slice(self.batch_size)
+                pending, pending_rows = ([rest] if rest.height else []), rest.height
+        if pending_rows:
+            yield self._batch(pl.concat(pending), index)
+            index += 1
+        self.batches_total = index
+
+    @staticmethod
+    def _batch(rows: pl.DataFrame, index: int) -> Batch:
+        identifiers = rows.get_column(WIRE)
+        # The same bytes as batching.batch_digest (sorted, newline-joined), built by polars instead of Python.
+        digest = hashlib.sha256(identifiers.sort().str.join("\n").item().encode()).hexdigest()
+        return Batch(index=index, identifiers=identifiers.to_list(), digest=digest)
+
+    @staticmethod
+    def _one_subject_batches(rows: pl.DataFrame, first_index: int) -> Iterator[Batch]:
+        for offset, row in enumerate(rows.iter_rows(named=True)):
+            wire, subject = row.pop(WIRE), row.pop(SUBJECT, None)
+            digest = hashlib.sha256(wire.encode()).hexdigest()
+            yield Batch(index=first_index + offset, identifiers=[wire], digest=digest, subject=subject, attributes=row or None)
+
+    def _new_rows(self) -> Iterator[pl.DataFrame]:
+        """Valid, first-seen request rows (WIRE, SUBJECT?, attributes), chunk by chunk, in file order."""
+        plan, seen = self.plan, SeenKeys()
+        roles = [role for role in plan.roles if role in self.source.columns]
+        validated = [*roles, *plan.derived]
+        normalisers = {**DEFAULT_NORMALISERS, **plan.normalisers}
+        outputs = [*plan.outputs]
+        query = self.source.frame.with_columns(_blank_is_missing(normalisers[role](role)).alias(role) for role in roles)
+        if plan.derived:
+            query = query.with_columns(**plan.derived)
+        query = query.with_columns(outputs).with_columns(key_columns(self._key_source))
+        kept_columns = [_name(e) for e in outputs]
+        held: list[pl.DataFrame] = []
+        try:
+            for chunk in query.collect_batches(chunk_size=self.chunk_rows):
+                self.rows_read += chunk.height
+                failures = failing_rows(chunk.select(validated), validated, plan.nullable, plan.row_checks)
+                self.rejects.write(chunk, failures)
+                self._check_reject_fraction()
+                valid = chunk.with_row_index("position").join(failures.select("position"), on="position", how="anti")
+                self.valid_rows += valid.height
+                fresh = valid.filter(seen.first_seen(valid.select(HI, LO))).select(kept_columns)
+                if plan.supersede is not None:
+                    held.append(fresh)
+                    continue
+                self.identifiers += fresh.height
+                if fresh.height:
+                    yield fresh
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise InputError(f"source: cannot read {_describe(self.source)}: {safe_reason(exc)}") from None
+        finally:
+            self.rejects.close()
+        if self.rows_read == 0:
+            raise InputError(f"source: {_describe(self.source)} has no data rows (header only?)")
+        self._check_reject_fraction()
+        if plan.supersede is not None and held:
+            before = sum(f.height for f in held)
+            kept = plan.supersede(pl.concat(held).lazy()).collect()
+            self.superseded, self.identifiers = before - kept.height, kept.height
+            if kept.height:
+                yield kept
+        if self.identifiers == 0:
+            raise InputError(f"no valid identifiers to send; see {self.rejects_location}. Nothing was sent.")
+        self.complete = True
+
+    def _check_reject_fraction(self) -> None:
+        """Judged on the first chunk before anything is sent, and on every chunk after it."""
+        if not self.rows_read:
+            return
+        fraction = self.rows_rejected / self.rows_read
+        if fraction > self.max_reject_fraction:
+            reasons = self.rejects.reasons
+            reason, count = max(reasons.items(), key=lambda item: item[1])
+            raise InputError(
+                f"{self.rows_rejected:,} of {self.rows_read:,} rows ({fraction:.1%}) are invalid, above "
+                f"source.max_reject_fraction={self.max_reject_fraction}; most common reason: {reason!r} ({count:,} rows). "
+                f"Is the right column mapped? See {self.rejects_location}." + (" Nothing was sent." if not self.identifiers else "")
+            )
+
+    def materialise(self, path: Path) -> PreparedInput:
+        """Drain the stream into one Parquet file of request rows (for modes that diff the whole set)."""
+        frames = list(self._held) if self._held is not None else list(self._new_rows())
+        columns = [_name(e) for e in self.plan.outputs]
+        (pl.concat(frames) if frames else pl.DataFrame(schema={c: pl.String for c in columns})).write_parquet(path)
+        return PreparedInput(
+            rows_read=self.rows_read, rows_rejected=self.rows_rejected, duplicates_dropped=self.duplicates_dropped,
+            superseded=self.superseded, identifiers=self.identifiers, unique_path=path, files=self.source.files,
+            reject_reasons=self.reject_reasons, fingerprint=self.source.fingerprint,
+        )
+
+
+def _blank_is_missing(expr: pl.Expr) -> pl.Expr:
+    # when/then keeps the query streaming; `replace("", None)` would make polars collect the whole file first.
+    return pl.when(expr.str.len_bytes() > 0).then(expr)
+
+
+def _name(expr: pl.Expr) -> str:
+    return expr.meta.output_name()
+
+
+def _describe(source: SourceFrame) -> str:
+    return source.files[0] if len(source.files) == 1 else f"{len(source.files)} files"
