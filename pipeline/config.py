@@ -229,7 +229,7 @@ class DataDeletionDestination(DestinationBase):
 class NurtureUnsubscribeDestination(DestinationBase):
     # One email per request; the rate is not documented, so the defaults are conservative.
     default_limits: ClassVar[Limits] = Limits(batch_size=1, requests_per_second=50, concurrency=8)
-    max_limits: ClassVar[Limits] = Limits(batch_size=1, requests_per_second=200, concurrency=32)
+    max_limits: ClassVar[Limits] = Limits(batch_size=1, requests_per_second=1000, concurrency=32)
     default_base_url: ClassVar[str] = "https://api.data.rokt.com"
 
     identifier_roles: ClassVar[tuple[str, ...]] = ("email",)
