@@ -60,6 +60,19 @@ def _parser() -> argparse.ArgumentParser:
     _common(status)
     status.set_defaults(command=_status)
 
+    state = commands.add_parser("state", help="show or roll back the sync state of an incremental or mirror job")
+    state_actions = state.add_subparsers(required=True, metavar="ACTION")
+    show = state_actions.add_parser("show", help="the destination's state versions, the current one first")
+    show.add_argument("--config", required=True, help="the job file")
+    show.add_argument("--json", action="store_true")
+    _common(show)
+    show.set_defaults(command=_state_show)
+    rollback = state_actions.add_parser("rollback", help="make an earlier state version the current one")
+    rollback.add_argument("--config", required=True, help="the job file")
+    rollback.add_argument("--to", required=True, metavar="RUN_ID", help="the run whose state version becomes current")
+    _common(rollback)
+    rollback.set_defaults(command=_state_rollback)
+
     deletions = commands.add_parser("deletions", help="list, cancel and follow Data Deletion API tasks")
     actions = deletions.add_subparsers(required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="print the account's deletion tasks with their lifecycle state")
@@ -119,6 +132,12 @@ def _run(args: argparse.Namespace) -> int:
         line += f"; estimated send time at the configured limits: {summary.estimated_send_seconds:.1f}s"
     log.info("%s", line)
     print(line)
+    if summary.sync is not None:
+        from pipeline.sync.report import describe_outcome, describe_plan
+
+        print(describe_plan(summary.sync, summary.dry_run))
+        if not summary.dry_run:
+            print(describe_outcome(summary.sync))
     print(f"output: {summary.output_dir}")
     if summary.exit_code:
         print(f"not everything was accepted ({summary.identifiers_left:,} identifiers left): see the manifest in {summary.output_dir}; "
@@ -160,6 +179,21 @@ def _status(args: argparse.Namespace) -> int:
           f"{pending} pending, {report['failed']} failed, {report['rejected']} rejected, {report['ambiguous']} ambiguous"
           f"{'' if report['finished'] else '; the run did not finish (resume it with the same --run-id)'}"
           f"{'; ' + str(report['manifest_torn_lines']) + ' torn manifest line(s) ignored' if report['manifest_torn_lines'] else ''}")
+    return 0
+
+
+def _state_show(args: argparse.Namespace) -> int:
+    from pipeline.sync.commands import format_state, show_state
+
+    report = show_state(load_job(args.config))
+    print(json.dumps(report, indent=2) if args.json else format_state(report))
+    return 0
+
+
+def _state_rollback(args: argparse.Namespace) -> int:
+    from pipeline.sync.commands import rollback_state
+
+    print(rollback_state(load_job(args.config), args.to))
     return 0
 
 

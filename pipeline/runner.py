@@ -32,6 +32,7 @@ from pipeline.progress import Progress, SilentProgress
 from pipeline.rejects import RejectsWriter
 from pipeline.sources import open_source
 from pipeline.storage import LocalStore, S3Store, Store, is_s3, split_s3_uri
+from pipeline.sync import SyncPlan, plan_sync
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class RunSummary:
     source_files: list[dict[str, Any]] = field(default_factory=list)
     started_at: str = ""
     finished_at: str = ""
+    sync: dict[str, Any] | None = None  # incremental / mirror: the plan against the destination's state, and its outcome
 
     @property
     def exit_code(self) -> int:
@@ -141,7 +143,12 @@ def _run(
     stream = open_stream(job, endpoint, store, workdir)
     summary.source_files = list(stream.source.fingerprint)
     summary.source_fingerprint = fingerprint_digest(stream.source.fingerprint)
+    sync: SyncPlan | None = None
     try:
+        if job.destination.sync_mode != "full":  # issue 9 (pipeline/sync): send only the difference against the state
+            stream = sync = plan_sync(job, endpoint, stream.materialise(workdir / "prepared.parquet"), workdir, run_id,
+                                      dry_run=dry_run, confirmed=confirmed)
+            summary.sync = sync.report
         if endpoint.spec.needs_whole_set:
             stream.prepare_all()
             needs_confirmation = endpoint.confirmation_needed(stream.identifiers)
@@ -162,6 +169,8 @@ def _run(
             log.error("%s", summary.stopped_reason)
         finally:
             ledger.close()
+        if sync is not None:  # after the ledger is closed (flushed to S3): the state never runs ahead of the ledger
+            summary.stopped_reason = sync.advance(ledger.records) or summary.stopped_reason
     finally:
         _copy_counts(summary, stream)
         if stream.complete:

@@ -81,6 +81,9 @@ class SyncPlan:
     def reject_reasons(self) -> dict[str, int]:
         return self.prepared.reject_reasons
 
+    def prepare_all(self) -> None:
+        """The stream face: a plan is made from the whole prepared set, so there is nothing left to read."""
+
     @property
     def mirror(self) -> bool:
         return self.job.destination.sync_mode == "mirror"

@@ -24,7 +24,7 @@ from typing import Any
 from pipeline.config import JobConfig
 from pipeline.errors import ConfigError
 from pipeline.ledger import utc_now, write_json
-from pipeline.storage import LocalStore, S3Store, Store, is_s3, split_s3_uri
+from pipeline.storage import LocalStore, Store
 from pipeline.sync.identity import destination_key, key_name
 
 log = logging.getLogger(__name__)
@@ -187,13 +187,9 @@ class StateMoved(Exception):
 
 def job_output_store(job: JobConfig) -> Store:
     """<output.uri>/<job>/, local or S3: every run's folder and the state live under it."""
-    output = job.output
-    if is_s3(output.uri):
-        from pipeline.s3 import put_args, s3_client
+    from pipeline.runner import job_store  # the runner owns the output layout (and imports this package)
 
-        bucket, prefix = split_s3_uri(output.uri)
-        return S3Store(bucket, prefix.strip("/"), s3_client(output.s3), put_args(output)).child(job.job)
-    return LocalStore(Path(output.uri) / job.job)
+    return job_store(job)
 
 
 def state_store_for(job: JobConfig) -> StateStore:
