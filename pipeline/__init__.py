@@ -3,7 +3,15 @@
 Public API: `load_job(path) -> JobConfig`, `run_job(job, ...) -> RunSummary`.
 """
 
+import os
+
 __version__ = "0.1.0"
+
+# Bound polars' read-ahead: the runner consumes chunks only as fast as it sends them, and polars' readers do
+# not feel that back-pressure. Measured (bench/): the CSV reader's working set drops from 361 to 148 MB and the
+# Parquet reader's from 323 to 138 MB, with no slowdown. A user's own setting wins.
+os.environ.setdefault("POLARS_CSV_CHUNK_SIZE", "4194304")
+os.environ.setdefault("POLARS_ROW_GROUP_PREFETCH_SIZE", "1")
 
 from pipeline.config import JobConfig, load_job  # noqa: E402
 from pipeline.runner import RunSummary, run_job  # noqa: E402

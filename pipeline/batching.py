@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import polars as pl
 
@@ -16,7 +16,7 @@ SUBJECT = "subject"
 @dataclass(frozen=True)
 class Batch:
     index: int  # 0-based, stable across runs of the same input
-    identifiers: list[str]
+    identifiers: Sequence[str]  # a list, or a polars Series (turned into a list only when a request is built)
     digest: str
     subject: str | None = None  # one-subject endpoints: hex SHA-256 of the normalised identifier
     attributes: dict[str, str] | None = None  # one-subject endpoints: what the request is built from
@@ -24,6 +24,11 @@ class Batch:
     @property
     def records(self) -> int:
         return len(self.identifiers)
+
+    def identifier_list(self) -> list[str]:
+        """The identifiers for a request body; called in the sending thread, off the data path."""
+        values = self.identifiers
+        return values.to_list() if isinstance(values, pl.Series) else list(values)
 
 
 def batch_digest(identifiers: list[str]) -> str:

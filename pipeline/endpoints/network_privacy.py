@@ -86,7 +86,7 @@ class NetworkPrivacy(EndpointBase):
             outputs=outputs,
             normalisers={"phone": lambda role: normalise_phone(role, self.destination.default_phone_region)},
             nullable=True,
-            row_checks=rules,
+            row_rules=rules,
             derived={} if "request_type" in columns else {"request_type": pl.lit(fixed, dtype=pl.String)},
             supersede=drop_superseded_opt_outs,
         )

@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import pandera.polars as pa
 import polars as pl
 
 from pipeline.batching import SUBJECT, WIRE
 from pipeline.prepare.hashing import WireEncoding, wire_identifier
 from pipeline.prepare.normalise import normalise_email, normalise_token, strip_hash
+from pipeline.prepare.schemas import RowRule
 
 CHUNK_ROWS = 250_000
 
@@ -40,7 +40,7 @@ class RowPlan:
     outputs: list[pl.Expr]
     normalisers: dict[str, Normaliser] = field(default_factory=dict)
     nullable: bool = False
-    row_checks: list[pa.Check] = field(default_factory=list)
+    row_rules: list[RowRule] = field(default_factory=list)
     attributes: tuple[str, ...] = ()
     derived: dict[str, pl.Expr] = field(default_factory=dict)  # columns added before validation
     supersede: Callable[[pl.LazyFrame], pl.LazyFrame] | None = None

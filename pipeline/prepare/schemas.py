@@ -1,88 +1,98 @@
-"""pandera (polars backend) schemas for normalised identifier columns.
+"""What a valid identifier is: one table of rules, each a polars expression and the reason a failing row gets.
 
-Each check's `error` text is the reason written to rejects.csv, so it must read well to a data engineer.
-Validate DataFrames, not LazyFrames: pandera skips data checks on LazyFrames.
+The same rules are used two ways. As pandera (polars backend) checks, they validate rows and name the reason
+written to rejects.csv. As one combined expression (`valid_expression`), they flag suspect rows inside the
+streaming query, so pandera only has to look at those. tests/unit/test_validation_agreement.py proves the two
+never disagree. Validate DataFrames, not LazyFrames: pandera skips data checks on LazyFrames.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import pandera.polars as pa
 import polars as pl
 
 from pipeline.prepare.hashing import BASE64_SHA256, HEX_SHA256
 
-_NOT_CONTROL = r"[^@\x00-\x1f\x7f]"
-_EMAIL = rf"^{_NOT_CONTROL}+@[^@\x00-\x1f\x7f.]+(\.[^@\x00-\x1f\x7f.]+)+$"
+_CONTROL = r"[\x00-\x1f\x7f]"
+_EMAIL = r"^[^@\x00-\x1f\x7f]+@[^@\x00-\x1f\x7f.]+(\.[^@\x00-\x1f\x7f.]+)+$"
 MAX_EMAIL_LENGTH = 254
-
 EMPTY_REASON = "empty"
-
-
-def _matches(pattern: str):
-    def check(data: pa.PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select(pl.col(data.key).str.contains(pattern))
-
-    return check
-
-
-def _not_blank(data: pa.PolarsData) -> pl.LazyFrame:
-    return data.lazyframe.select(pl.col(data.key).str.len_chars() > 0)
-
-
-def _short_enough(data: pa.PolarsData) -> pl.LazyFrame:
-    return data.lazyframe.select(pl.col(data.key).str.len_bytes() <= MAX_EMAIL_LENGTH)
-
-
-def _control_free(data: pa.PolarsData) -> pl.LazyFrame:
-    return data.lazyframe.select(~pl.col(data.key).str.contains(r"[\x00-\x1f\x7f]"))
-
-
-_COLUMN_CHECKS = {
-    "email": [
-        pa.Check(_not_blank, name="email_not_blank", error=EMPTY_REASON),
-        pa.Check(_control_free, name="email_control_free", error="email contains control characters"),
-        pa.Check(_short_enough, name="email_length", error=f"email longer than {MAX_EMAIL_LENGTH} bytes"),
-        pa.Check(_matches(_EMAIL), name="email_format", error="not a valid email address"),
-    ],
-    "sha256": [
-        pa.Check(_not_blank, name="sha256_not_blank", error=EMPTY_REASON),
-        pa.Check(
-            _matches(f"{HEX_SHA256}|{BASE64_SHA256}"),
-            name="sha256_shape",
-            error="not a SHA-256 hash (expected 64 hex characters or a 44-character base64 digest)",
-        ),
-    ],
-    "phone": [pa.Check(_matches(r"^\+[1-9][0-9]{6,14}$"), name="phone_e164", error="not a valid phone number")],
-    "request_type": [
-        pa.Check(_matches(r"^(NETWORK_OPT_OUT|NETWORK_DATA_DELETION)$"), name="request_type_known",
-                 error="unknown request type (expected NETWORK_OPT_OUT or NETWORK_DATA_DELETION)"),
-    ],
-    "account_id": [
-        pa.Check(_matches(r"^[A-Za-z0-9_-]{1,64}$"), name="account_id_shape",
-                 error="not an account ID (letters, digits, - and _ only)"),
-    ],
-}
-
 ROW_LEVEL = "row"  # the `role` of a failure that concerns the row as a whole
 
+Rule = tuple[Callable[[pl.Expr], pl.Expr], str]  # (value -> ok, reason)
 
-def identifier_schema(roles: list[str], nullable: bool = False, row_checks: list[pa.Check] | None = None) -> pa.DataFrameSchema:
+
+def _matches(pattern: str) -> Callable[[pl.Expr], pl.Expr]:
+    return lambda value: value.str.contains(pattern)
+
+
+_NOT_BLANK: Rule = (lambda value: value.str.len_chars() > 0, EMPTY_REASON)
+COLUMN_RULES: dict[str, list[Rule]] = {
+    "email": [
+        _NOT_BLANK,
+        (lambda value: ~value.str.contains(_CONTROL), "email contains control characters"),
+        (lambda value: value.str.len_bytes() <= MAX_EMAIL_LENGTH, f"email longer than {MAX_EMAIL_LENGTH} bytes"),
+        (_matches(_EMAIL), "not a valid email address"),
+    ],
+    "sha256": [
+        _NOT_BLANK,
+        (_matches(f"{HEX_SHA256}|{BASE64_SHA256}"), "not a SHA-256 hash (expected 64 hex characters or a 44-character base64 digest)"),
+    ],
+    "phone": [(_matches(r"^\+[1-9][0-9]{6,14}$"), "not a valid phone number")],
+    "request_type": [
+        (_matches(r"^(NETWORK_OPT_OUT|NETWORK_DATA_DELETION)$"),
+         "unknown request type (expected NETWORK_OPT_OUT or NETWORK_DATA_DELETION)"),
+    ],
+    "account_id": [(_matches(r"^[A-Za-z0-9_-]{1,64}$"), "not an account ID (letters, digits, - and _ only)")],
+}
+
+
+@dataclass(frozen=True)
+class RowRule:
+    """A rule about the row as a whole: `ok` is True for every acceptable row."""
+
+    ok: pl.Expr
+    reason: str
+
+
+def row_rule(ok: pl.Expr, reason: str) -> RowRule:
+    return RowRule(ok, reason)
+
+
+def identifier_schema(roles: list[str], nullable: bool = False, row_rules: list[RowRule] | None = None) -> pa.DataFrameSchema:
+    def column_check(rule: Rule) -> pa.Check:
+        test, reason = rule
+        return pa.Check(lambda data: data.lazyframe.select(test(pl.col(data.key))), error=reason)
+
+    def frame_check(rule: RowRule) -> pa.Check:
+        return pa.Check(lambda data: data.lazyframe.select(rule.ok), error=rule.reason)
+
     return pa.DataFrameSchema(
-        {role: pa.Column(pl.String, nullable=nullable, checks=_COLUMN_CHECKS[role]) for role in roles},
-        checks=row_checks or [],
+        {role: pa.Column(pl.String, nullable=nullable, checks=[column_check(r) for r in COLUMN_RULES[role]]) for role in roles},
+        checks=[frame_check(r) for r in row_rules or []],
         strict=False,
     )
 
 
-def row_rule(ok: pl.Expr, reason: str) -> pa.Check:
-    """A dataframe-level check: `ok` is True for every acceptable row."""
-    return pa.Check(lambda data: data.lazyframe.select(ok), error=reason)
+def valid_expression(roles: list[str], nullable: bool = False, row_rules: list[RowRule] | None = None) -> pl.Expr:
+    """True exactly for the rows the schema accepts (pandera's checks pass on nulls; not_nullable fails them)."""
+    conditions = []
+    for role in roles:
+        value = pl.col(role)
+        passes = pl.all_horizontal([test(value) for test, _ in COLUMN_RULES[role]])
+        conditions.append(value.is_null() | passes if nullable else value.is_not_null() & passes.fill_null(False))
+    conditions += [rule.ok.fill_null(False) for rule in row_rules or []]
+    return pl.all_horizontal(conditions).fill_null(False) if conditions else pl.lit(True)
 
 
-def failing_rows(frame: pl.DataFrame, roles: list[str], nullable: bool = False, row_checks: list[pa.Check] | None = None) -> pl.DataFrame:
+def failing_rows(frame: pl.DataFrame, roles: list[str], nullable: bool = False, row_rules: list[RowRule] | None = None,
+                 schema: pa.DataFrameSchema | None = None) -> pl.DataFrame:
     """Rows of `frame` that fail validation: (position, role, reason), one per row (its first failure)."""
     try:
-        identifier_schema(roles, nullable, row_checks).validate(frame, lazy=True)
+        (schema or identifier_schema(roles, nullable, row_rules)).validate(frame, lazy=True)
     except pa.errors.SchemaErrors as errors:
         # failure_cases also holds the failing values: never log it, keep only positions and reasons.
         cases = errors.failure_cases

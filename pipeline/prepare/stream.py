@@ -18,9 +18,12 @@ from pipeline.errors import InputError
 from pipeline.prepare.dedupe import HI, LO, SeenKeys, key_columns
 from pipeline.prepare.hashing import sha256_hex
 from pipeline.prepare.prepared import CHUNK_ROWS, DEFAULT_NORMALISERS, PreparedInput, RowPlan, safe_reason
-from pipeline.prepare.schemas import failing_rows
+from pipeline.prepare.schemas import failing_rows, identifier_schema, valid_expression
 from pipeline.rejects import RejectsWriter
 from pipeline.sources.local import SourceFrame
+
+
+_VALID = "__valid"
 
 
 class PreparedStream:
@@ -90,7 +93,7 @@ class PreparedStream:
         identifiers = rows.get_column(WIRE)
         # The same bytes as batching.batch_digest (sorted, newline-joined), built by polars instead of Python.
         digest = hashlib.sha256(identifiers.sort().str.join("\n").item().encode()).hexdigest()
-        return Batch(index=index, identifiers=identifiers.to_list(), digest=digest)
+        return Batch(index=index, identifiers=identifiers, digest=digest)
 
     @staticmethod
     def _one_subject_batches(rows: pl.DataFrame, first_index: int) -> Iterator[Batch]:
@@ -109,13 +112,16 @@ class PreparedStream:
         query = self.source.frame.with_columns(_blank_is_missing(normalisers[role](role)).alias(role) for role in roles)
         if plan.derived:
             query = query.with_columns(**plan.derived)
-        query = query.with_columns(outputs).with_columns(key_columns(self._key_source))
+        query = query.with_columns(outputs).with_columns(
+            *key_columns(self._key_source), valid_expression(validated, plan.nullable, plan.row_rules).alias(_VALID),
+        )
         kept_columns = [_name(e) for e in outputs]
+        self._schema = identifier_schema(validated, plan.nullable, plan.row_rules)  # built once, not per chunk
         held: list[pl.DataFrame] = []
         try:
             for chunk in query.collect_batches(chunk_size=self.chunk_rows):
                 self.rows_read += chunk.height
-                failures = failing_rows(chunk.select(validated), validated, plan.nullable, plan.row_checks)
+                failures = self._failures(chunk, validated)
                 self.rejects.write(chunk, failures)
                 self._check_reject_fraction()
                 valid = chunk.with_row_index("position").join(failures.select("position"), on="position", how="anti")
@@ -143,6 +149,12 @@ class PreparedStream:
         if self.identifiers == 0:
             raise InputError(f"no valid identifiers to send; see {self.rejects_location}. Nothing was sent.")
         self.complete = True
+
+    def _failures(self, chunk: pl.DataFrame, validated: list[str]) -> pl.DataFrame:
+        """pandera validates the rows the fast expression flagged; it names each one's reason."""
+        suspects = chunk.with_row_index("position").filter(~pl.col(_VALID))
+        found = failing_rows(suspects.select(validated), validated, schema=self._schema)
+        return found.with_columns(position=suspects["position"].gather(found["position"]))
 
     def _check_reject_fraction(self) -> None:
         """Judged on the first chunk before anything is sent, and on every chunk after it."""

@@ -1,0 +1,44 @@
+"""The fast validity expression and the pandera schema are built from one rule table; they must agree on
+every row, or a row could be sent that pandera would reject (or quarantined without a reason)."""
+
+from __future__ import annotations
+
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.prepare.normalise import normalise_email, normalise_token, strip_hash
+from pipeline.prepare.schemas import failing_rows, row_rule, valid_expression
+
+values = st.one_of(
+    st.none(),
+    st.text(alphabet=st.sampled_from(list("aAzZ09@.+/=-_ \t\x00\x1f\u00fc")), max_size=70),
+    st.sampled_from(["a@b.co", "a@b", "", "A" * 64, "a" * 63, "F1O9s2gnGnhYh92/uSYWTy98aoj2CcB/8EAcVXKVUgY=",
+                     "+14155550101", "+1", "NETWORK_OPT_OUT", "NETWORK_DATA_DELETION", "x" * 300 + "@b.co", "acct_1"]),
+)
+
+
+def agree(frame: pl.DataFrame, roles: list[str], nullable: bool, rules=None) -> None:
+    fast = frame.select(valid_expression(roles, nullable, rules)).to_series()
+    rejected = set(failing_rows(frame, roles, nullable, rules)["position"].to_list())
+    assert {i for i, ok in enumerate(fast.to_list()) if not ok} == rejected
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(values, min_size=1, max_size=25))
+def test_single_identifier_roles(cells) -> None:
+    for role, normalise in (("email", normalise_email), ("sha256", strip_hash), ("account_id", normalise_token)):
+        frame = pl.DataFrame({role: cells}, schema={role: pl.String}).select(normalise(role))
+        agree(frame, [role], nullable=False)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(values, values, values, values), min_size=1, max_size=25))
+def test_multi_column_rows_with_row_rules(rows) -> None:
+    frame = pl.DataFrame(rows, schema={c: pl.String for c in ("request_type", "email", "phone", "sha256")}, orient="row")
+    rules = [
+        row_rule(pl.col("request_type").is_not_null(), "missing request type"),
+        row_rule(~((pl.col("request_type") == "NETWORK_OPT_OUT") & pl.col("sha256").is_not_null()), "hash on an opt-out"),
+        row_rule(pl.any_horizontal([pl.col(c).is_not_null() for c in ("email", "phone", "sha256")]), "empty"),
+    ]
+    agree(frame, ["request_type", "email", "phone", "sha256"], nullable=True, rules=rules)
