@@ -19,10 +19,14 @@ BLOOM_SLOTS = 1 << 26  # one byte each (64 MiB): about 7% false positives at 10M
 
 
 def key_columns(sha256_hex: pl.Expr) -> list[pl.Expr]:
-    """Two Int64 columns from the first 120 bits of a hex SHA-256."""
+    """Two Int64 columns from the first 120 bits of a hex SHA-256.
+
+    Non-strict: the stream computes keys for every row before validation drops the invalid ones, whose
+    "hash" may be anything; their key is null, never an error that would stop the chunk.
+    """
     return [
-        sha256_hex.str.slice(0, 15).str.to_integer(base=16).alias(HI),
-        sha256_hex.str.slice(15, 15).str.to_integer(base=16).alias(LO),
+        sha256_hex.str.slice(0, 15).str.to_integer(base=16, strict=False).alias(HI),
+        sha256_hex.str.slice(15, 15).str.to_integer(base=16, strict=False).alias(LO),
     ]
 
 

@@ -72,7 +72,7 @@ def test_prehashed_input_in_both_encodings(tmp_path, sandbox, sandbox_env) -> No
     digests = [hashlib.sha256(f"user{i}@example.com".encode()).digest() for i in range(40)]
     values = [d.hex() if i % 2 else base64.b64encode(d).decode() for i, d in enumerate(digests)]
     source = tmp_path / "hashed.csv"
-    pl.DataFrame({"h": values + ["not-a-hash"]}).write_csv(source)
+    pl.DataFrame({"h": values + ["deadbeef"]}).write_csv(source)  # valid base64 of 6 bytes: not a SHA-256
     job = audience_job(tmp_path, source, columns={"sha256": "h"}, action="exclude")
     job["source"]["max_reject_fraction"] = 0.1
     done = run_cli("run", str(write_job(tmp_path, job)), env=sandbox_env)
