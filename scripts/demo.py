@@ -9,19 +9,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from pipeline.sandbox.state import Credentials
 from pipeline.sandbox.process import start_sandbox_process
 
 ROOT = Path(__file__).resolve().parent.parent
-SANDBOX_ENV = {
-    "ROKT_PUBLIC_KEY": "rpub-sandbox",
-    "ROKT_SECRET_KEY": "rsec-sandbox",
-    "ROKT_LEGACY_API_KEY": "sandbox-legacy-api-key",
-    "ROKT_APP_ID": "sandbox-app-id",
-    "ROKT_APP_SECRET": "sandbox-app-secret",
-    "ROKT_WEBHOOK_API_KEY": "sandbox-webhook-api-key",
-    "ROKT_PARTNER_TOKEN": "sandbox-partner-token",
-    "ROKT_PARENT_ACCOUNT_ID": "1000000000000000001",
-}
+SANDBOX_ENV = Credentials().as_environment()
 
 
 def main() -> int:

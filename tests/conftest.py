@@ -11,19 +11,11 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
+from pipeline.sandbox.state import Credentials
 from pipeline.sandbox.process import SandboxProcess, start_sandbox_process
 
 ROOT = Path(__file__).resolve().parent.parent
-SANDBOX_CREDENTIALS = {
-    "ROKT_PUBLIC_KEY": "rpub-sandbox",
-    "ROKT_SECRET_KEY": "rsec-sandbox",
-    "ROKT_LEGACY_API_KEY": "sandbox-legacy-api-key",
-    "ROKT_APP_ID": "sandbox-app-id",
-    "ROKT_APP_SECRET": "sandbox-app-secret",
-    "ROKT_WEBHOOK_API_KEY": "sandbox-webhook-api-key",
-    "ROKT_PARTNER_TOKEN": "sandbox-partner-token",
-    "ROKT_PARENT_ACCOUNT_ID": "1000000000000000001",
-}
+SANDBOX_CREDENTIALS = Credentials().as_environment()
 
 
 @pytest.fixture(scope="session")

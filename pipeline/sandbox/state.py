@@ -26,6 +26,15 @@ class Credentials:
     webhook_api_key: str = "sandbox-webhook-api-key"
     partner_token: str = "sandbox-partner-token"
 
+    def as_environment(self, parent_account_id: str = "1000000000000000001") -> dict[str, str]:
+        """The ${VAR}s the example job files read, set to this sandbox's credentials (demo and tests)."""
+        return {
+            "ROKT_PUBLIC_KEY": self.public_key, "ROKT_SECRET_KEY": self.secret_key,
+            "ROKT_LEGACY_API_KEY": self.legacy_api_key, "ROKT_APP_ID": self.app_id, "ROKT_APP_SECRET": self.app_secret,
+            "ROKT_WEBHOOK_API_KEY": self.webhook_api_key, "ROKT_PARTNER_TOKEN": self.partner_token,
+            "ROKT_PARENT_ACCOUNT_ID": parent_account_id,
+        }
+
 
 # Arrival jitter the sandbox forgives when counting starts per window: a compliant client's requests can reach
 # a busy server a few milliseconds apart from how they left. The client keeps a wider margin (50 ms).
