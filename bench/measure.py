@@ -9,6 +9,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pipeline.sandbox.state import Credentials
 from typing import Any
 
 import yaml
@@ -18,12 +20,7 @@ from bench.data import BENCH_DIR, ROOT
 RUNS_DIR = BENCH_DIR / "runs"
 LAUNCHER = Path(__file__).resolve().parent / "_launch.py"
 SPAWNER = Path(__file__).resolve().parent / "_spawn.py"
-# What scripts/demo.py gives the demo jobs; the sandbox accepts these by default.
-SANDBOX_ENV = {
-    "ROKT_PUBLIC_KEY": "rpub-sandbox",
-    "ROKT_SECRET_KEY": "rsec-sandbox",
-    "ROKT_LEGACY_API_KEY": "sandbox-legacy-api-key",
-}
+SANDBOX_ENV = Credentials().as_environment()  # what the sandbox accepts by default, as the demo uses it
 
 
 @dataclass
