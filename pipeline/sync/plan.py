@@ -113,7 +113,7 @@ class SyncPlan:
         if self.dry_run:
             return None
         outcomes = batch_outcomes(records, self.batch_plan, self.endpoint.counts_for_resume)
-        next_state = self.workdir / "next-state.parquet"
+        next_state = self.states.scratch_path(f"{self.run_id}.parquet", self.workdir)
         result = fold(self.base_path, self.rows, outcomes, next_state)
         self.report.update(accepted_new=result.added, accepted_left=result.removed, rejected=result.rejected,
                            forgotten=result.forgotten, not_settled=result.pending)
@@ -123,6 +123,7 @@ class SyncPlan:
             try:
                 self.states.commit(self.run_id, self.base, next_state, counts, how="run")
             except StateMoved as exc:
+                next_state.unlink(missing_ok=True)
                 reason = f"the state was not advanced: {exc}; the next run sends these identifiers again"
                 self.report.update(version=None, state_error=reason)
                 log.error("%s", reason)
@@ -225,7 +226,7 @@ def _catch_up(states: StateStore, endpoint: Endpoint, run_id: str, folder: Path,
         records, _ = read_records(states.runs.child(other))
         outcomes = batch_outcomes(records, pl.read_parquet(pending.batches), endpoint.counts_for_resume)
         base_path = local_versions[index.current] if index.current in local_versions else states.fetch_version(index.current, folder)
-        caught = folder / f"caught-up-{other}.parquet"
+        caught = folder / f"caught-up-{other}.parquet"  # kept in the work folder: the plan may diff against it
         result = fold(base_path, pending.rows, outcomes, caught)
         if result.changed:
             counts = {**state_counts(caught), "added": result.added, "removed": result.removed,
