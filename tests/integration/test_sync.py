@@ -21,7 +21,7 @@ import polars as pl
 import pytest
 
 from pipeline.batching import batch_digest
-from tests.conftest import ROOT, audience_job, run_cli, unsubscribe_job, write_job
+from tests.conftest import ROOT, audience_job, partnership_job, run_cli, unsubscribe_job, write_job
 
 
 def emails(numbers: range | list[int]) -> list[str]:
@@ -343,6 +343,28 @@ def test_unsubscribes_are_never_submitted_twice_and_the_state_holds_no_raw_email
         if path.is_file():
             data = path.read_bytes().lower()
             assert b"leaver" not in data, path  # no raw email in any state, plan, manifest or summary file
+
+
+def test_privacy_requests_are_not_resubmitted_but_a_new_request_type_is(tmp_path, sandbox, sandbox_env) -> None:
+    source = tmp_path / "privacy.csv"
+    columns = {"request_type": "type", "email": "email", "phone": "phone"}
+    runner = Runner(tmp_path, partnership_job(tmp_path, source, columns, endpoint="network_privacy", sync_mode="incremental"), sandbox_env)
+
+    def write(rows: list[tuple[str, str | None, str | None]]) -> None:
+        pl.DataFrame(rows, schema=["type", "email", "phone"], orient="row").write_csv(source)
+
+    write([("NETWORK_OPT_OUT", "Quiet@Example.com", None), ("NETWORK_OPT_OUT", None, "(415) 555-0199")])
+    assert runner.run("day-1").returncode == 0
+    sandbox.reset()
+    write([("NETWORK_OPT_OUT", "quiet@example.com", None), ("NETWORK_OPT_OUT", None, "+1 415 555 0199"),
+           ("NETWORK_DATA_DELETION", "quiet@example.com", None), ("NETWORK_OPT_OUT", "new@example.com", None)])
+    done = runner.run("day-2")
+    assert done.returncode == 0, done.stderr
+    sent = sorted((r["request_type"], r["identifiers"][0]) for r in sandbox.state()["received"])
+    assert sent == [("NETWORK_DATA_DELETION", "quiet@example.com"), ("NETWORK_OPT_OUT", "new@example.com")]
+    assert runner.summary("day-2")["sync"]["unchanged"] == 1  # the phone opt-out; quiet's opt-out is superseded
+    stored = b"".join(p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert b"quiet@" not in stored and b"4155550199" not in stored
 
 
 def test_a_resumed_run_id_sends_only_what_failed(tmp_path, sandbox, sandbox_env) -> None:
