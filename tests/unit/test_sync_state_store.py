@@ -76,3 +76,13 @@ def test_an_unreadable_index_is_a_clear_error(tmp_path) -> None:
     states.store.write_bytes(INDEX, b"{not json")
     with pytest.raises(ConfigError, match="not a readable state index"):
         states.load()
+
+
+def test_the_example_mirror_job_loads(monkeypatch) -> None:
+    from pipeline.config import load_job
+    from tests.conftest import ROOT
+
+    monkeypatch.setenv("ROKT_PUBLIC_KEY", "rpub")
+    monkeypatch.setenv("ROKT_SECRET_KEY", "rsec")
+    job = load_job(ROOT / "configs" / "audience_mirror.yaml")
+    assert (job.destination.sync_mode, job.destination.max_exclude_fraction, job.output.keep_state_versions) == ("mirror", 0.2, 10)
