@@ -154,6 +154,7 @@ def _validate(args: argparse.Namespace) -> int:
     endpoint = endpoint_for(job)
     with tempfile.TemporaryDirectory(prefix="rokt-validate-") as scratch:
         stream = open_stream(job, endpoint, LocalStore(Path(scratch)), Path(scratch))
+        stream.max_reject_fraction = 1.0  # read everything and name every reason; the threshold is judged below
         batches = sum(1 for _ in stream.batches())  # everything but sending
     report = {
         "job": job.job, "endpoint": endpoint.spec.family, "files": list(stream.source.files),
@@ -162,6 +163,11 @@ def _validate(args: argparse.Namespace) -> int:
         "reject_reasons": stream.reject_reasons,
     }
     print(json.dumps(report, indent=2))
+    limit = job.source.max_reject_fraction
+    if stream.rows_rejected > limit * stream.rows_read:
+        print(f"error: {stream.rows_rejected:,} of {stream.rows_read:,} rows are invalid, above source.max_reject_fraction={limit}: "
+              "a run would send nothing (reasons above)", file=sys.stderr)
+        return 2
     print(f"ok: {stream.identifiers:,} identifiers would be sent to {endpoint.spec.family} in {batches:,} requests; nothing was sent")
     return 0
 

@@ -150,7 +150,11 @@ class SegmentedLedger(LedgerBase):
             self._pending.append(_line(record))
             self.records.append(record)
             if len(self._pending) >= self._flush_records:
-                self._flush_locked()
+                try:
+                    self._flush_locked()
+                except Exception as exc:  # the request was sent: keep its line pending, the next flush retries
+                    log.warning("could not write a ledger segment to %s yet (%d line(s) pending): %s",
+                                self.store.uri, len(self._pending), exc)
 
     def _flush_periodically(self) -> None:
         while not self._closed.wait(self._flush_seconds):

@@ -205,7 +205,9 @@ def open_stream(job: JobConfig, endpoint: Endpoint, store: Store, workdir: Path)
     spec = endpoint.spec
     return PreparedStream(
         source, endpoint.row_plan(columns), rejects, spec.limits.batch_size,
-        wire_is_sha256_hex=spec.wire_encoding == "hex" and not spec.one_subject,
+        # Our own SHA-256 output can key the dedupe directly; a user's pre-hashed column is hashed again first,
+        # because its values are not guaranteed to be random.
+        wire_is_sha256_hex=spec.wire_encoding == "hex" and spec.identifier_role == "email" and not spec.one_subject,
         max_reject_fraction=job.source.max_reject_fraction, rejects_location=f"{store.uri}/{REJECTS}",
     )
 
@@ -262,10 +264,7 @@ def _send_all(
             faultpoints.reached("after_answer")
             if delivery.status == "accepted":
                 delivery.ids, delivery.notes = _complete_ids(endpoint, batch, delivery, sender)
-            record = record_for(batch, started_at, delivery)
-            ledger.append(record)
-            faultpoints.reached("after_ledger")
-            with lock:
+            with lock:  # counted before the ledger write, so nothing sent can ever pass for "nothing sent"
                 summary.requests += delivery.attempts
                 summary.retries += delivery.attempts - 1
                 summary.identifiers_sent += batch.records
@@ -273,6 +272,9 @@ def _send_all(
                 if delivery.status == "accepted":
                     summary.identifiers_accepted += batch.records
             count(delivery.status)
+            record = record_for(batch, started_at, delivery)
+            ledger.append(record)
+            faultpoints.reached("after_ledger")
             progress.batch_done(record)
             if delivery.stops_run and not sender.stopped.is_set():
                 log.error("stopping the run: %s", delivery.error)
@@ -291,37 +293,40 @@ def _send_all(
     progress.start(stream.batches_total, stream.identifiers if stream.complete else None, skipped)
     started = False
     futures: list[Future[None]] = []
-    with ThreadPoolExecutor(max_workers=limits.concurrency, thread_name_prefix="send") as pool:
-        for batch in stream.batches():
-            if already_accepted(batch):
-                count("already_accepted")
-            elif sender.stopped.is_set():
-                count("not_sent")
-            elif dry_run:
-                record = record_for(batch, utc_now(), None)
-                ledger.append(record)
-                count("dry_run")
-                progress.batch_done(record)
-            else:
-                if not started:
-                    started = True
-                    _start_run(endpoint, sender, summary)
-                queue_slots.acquire()
-                futures.append(pool.submit(send, batch))
-        on_prepared()  # preparation is done; sends may still be in flight
-    for future in futures:
-        future.result()  # surfaces a bug in a worker instead of losing it
-    sender.close()
-    summary.stopped_reason = summary.stopped_reason or sender.stop_reason
-    if sender.stop_reason:
-        log.error("the run stopped early: %s", sender.stop_reason)
-    progress.finish()
-    summary.batches_by_status = dict(sorted(by_status.items()))
-    summary.batches = stream.batches_total or 0
-    summary.identifiers_left = _identifiers_left(ledger, endpoint, stream.identifiers)
-    if dry_run:
-        to_send = summary.batches - by_status.get("already_accepted", 0)
-        summary.estimated_send_seconds = round(to_send / limits.requests_per_second, 1)
+    try:
+        with ThreadPoolExecutor(max_workers=limits.concurrency, thread_name_prefix="send") as pool:
+            for batch in stream.batches():
+                if already_accepted(batch):
+                    count("already_accepted")
+                elif sender.stopped.is_set():
+                    count("not_sent")
+                elif dry_run:
+                    record = record_for(batch, utc_now(), None)
+                    ledger.append(record)
+                    count("dry_run")
+                    progress.batch_done(record)
+                else:
+                    if not started:
+                        started = True
+                        _start_run(endpoint, sender, summary)
+                    queue_slots.acquire()
+                    futures.append(pool.submit(send, batch))
+            on_prepared()  # preparation is done; sends may still be in flight
+        for future in futures:
+            future.result()  # surfaces a bug in a worker instead of losing it
+    finally:
+        # Also when preparation fails part way: what was sent is counted and summarised.
+        sender.close()
+        summary.stopped_reason = summary.stopped_reason or sender.stop_reason
+        if sender.stop_reason:
+            log.error("the run stopped early: %s", sender.stop_reason)
+        progress.finish()
+        summary.batches_by_status = dict(sorted(by_status.items()))
+        summary.batches = stream.batches_total or sum(by_status.values())
+        summary.identifiers_left = _identifiers_left(ledger, endpoint, stream.identifiers)
+        if dry_run:
+            to_send = summary.batches - by_status.get("already_accepted", 0)
+            summary.estimated_send_seconds = round(to_send / limits.requests_per_second, 1)
 
 
 def _identifiers_left(ledger: LedgerBase, endpoint: Endpoint, identifiers: int) -> int:

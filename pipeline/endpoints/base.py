@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -115,18 +116,20 @@ def raise_for_status(response: requests.Response, spec: EndpointSpec) -> None:
     raise TerminalError(message, http_status=status, stops_run=status in RUN_STOPPING_STATUSES)
 
 
+_ERROR_CODE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+
+
 def error_detail(response: requests.Response) -> str:
-    """A short, safe description of an error body: its error code name, never echoed input."""
+    """The error body's code name (UNAUTHORIZED_ACCOUNT), and nothing else: free text may echo the input."""
     try:
         body = response.json()
     except ValueError:
         return ""
     if isinstance(body, dict):
         error = body.get("error")
-        if isinstance(error, dict) and isinstance(error.get("error"), str):
-            return error["error"][:80]
-        if isinstance(error, str):
-            return error[:80]
+        name = error.get("error") if isinstance(error, dict) else error
+        if isinstance(name, str) and _ERROR_CODE.match(name):
+            return name
     return ""
 
 

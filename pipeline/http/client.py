@@ -157,6 +157,11 @@ class Sender:
                 outcome.ambiguous = True
             if not self.policy.can_retry(outcome.attempts) or self.stopped.is_set():
                 return outcome
+            if not self.policy.honours(error.retry_after):
+                outcome.error = TransientError(
+                    f"{error}; the server asked to wait {error.retry_after:g}s, more than retry.max_retry_after_seconds="
+                    f"{self.policy.max_retry_after:g}: rerun later with the same --run-id", http_status=error.http_status)
+                return outcome
             delay = self.policy.delay(outcome.attempts, error.retry_after)
             if not self._spend_retry_budget(delay):
                 outcome.error = TransientError(f"{error}; the run's retry budget of {self.retry_budget:g}s is spent",

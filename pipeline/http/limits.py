@@ -20,7 +20,8 @@ class SlidingWindowRateLimiter:
 
     def __init__(self, requests_per_second: float, margin: float = 0.05, clock=time.monotonic, sleep=time.sleep):
         self.capacity = max(1, math.floor(requests_per_second))
-        self.window = self.capacity / requests_per_second + margin
+        # At least a second: 1.5/s allows one start per second, never two within one second.
+        self.window = max(1.0, self.capacity / requests_per_second) + margin
         self._starts: deque[float] = deque()
         self._lock = threading.Lock()
         self._clock = clock

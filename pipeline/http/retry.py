@@ -23,7 +23,11 @@ class RetryPolicy:
         if retry_after is None:
             return jittered
         # The server's wish is a floor; a little jitter on top keeps parallel workers from waking together.
-        return min(self.max_retry_after, retry_after) + self.rng.uniform(0, min(1.0, self.base_delay))
+        return retry_after + self.rng.uniform(0, min(1.0, self.base_delay))
+
+    def honours(self, retry_after: float | None) -> bool:
+        """False when the server asks for a longer wait than this job allows: fail, rather than retry early."""
+        return retry_after is None or retry_after <= self.max_retry_after
 
     def can_retry(self, attempt: int) -> bool:
         return attempt < self.max_attempts
@@ -34,8 +38,12 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return seconds if seconds >= 0 else None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):

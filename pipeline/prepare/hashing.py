@@ -12,7 +12,9 @@ import polars as pl
 import polars_hash  # noqa: F401  (registers the .chash namespace)
 
 HEX_SHA256 = r"^[0-9a-fA-F]{64}$"
-BASE64_SHA256 = r"^[A-Za-z0-9+/]{43}=$"
+# Canonical only: 32 bytes leave two unused bits in the 43rd character, which must be zero (polars, unlike
+# Python's b64decode, refuses a digest whose unused bits are set).
+BASE64_SHA256 = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$"
 
 WireEncoding = Literal["hex", "base64", "email"]
 

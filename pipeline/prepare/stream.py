@@ -18,7 +18,7 @@ from pipeline.errors import InputError
 from pipeline.prepare.dedupe import HI, LO, SeenKeys, key_columns
 from pipeline.prepare.hashing import sha256_hex
 from pipeline.prepare.prepared import CHUNK_ROWS, DEFAULT_NORMALISERS, PreparedInput, RowPlan, safe_reason
-from pipeline.prepare.schemas import failing_rows, identifier_schema, valid_expression
+from pipeline.prepare.schemas import ROW_LEVEL, failing_rows, identifier_schema, valid_expression
 from pipeline.rejects import RejectsWriter
 from pipeline.sources.local import SourceFrame
 
@@ -119,12 +119,17 @@ class PreparedStream:
         self._schema = identifier_schema(validated, plan.nullable, plan.row_rules)  # built once, not per chunk
         held: list[pl.DataFrame] = []
         try:
+            self._judge_whole_file(query.select(pl.len().alias("rows"), (~pl.col(_VALID)).sum().alias("invalid")))
             for chunk in query.collect_batches(chunk_size=self.chunk_rows):
                 self.rows_read += chunk.height
                 failures = self._failures(chunk, validated)
+                unusable = chunk.with_row_index("position").filter(pl.col(WIRE).is_null() & pl.col(_VALID)).select("position")
+                if unusable.height:  # a value the rules accept but the encoders cannot use: quarantined, never sent as null
+                    failures = pl.concat([failures, unusable.with_columns(
+                        role=pl.lit(ROW_LEVEL), reason=pl.lit("cannot be encoded for the wire (report this as a bug)"))]).sort("position")
                 self.rejects.write(chunk, failures)
-                self._check_reject_fraction()
-                valid = chunk.with_row_index("position").join(failures.select("position"), on="position", how="anti")
+                # A mask, not an anti-join: batch make-up (and so resume) depends on keeping file order.
+                valid = chunk.with_row_index("position").filter(~pl.col("position").is_in(failures["position"].implode()))
                 self.valid_rows += valid.height
                 fresh = valid.filter(seen.first_seen(valid.select(HI, LO))).select(kept_columns)
                 if plan.supersede is not None:
@@ -139,7 +144,6 @@ class PreparedStream:
             self.rejects.close()
         if self.rows_read == 0:
             raise InputError(f"source: {_describe(self.source)} has no data rows (header only?)")
-        self._check_reject_fraction()
         if plan.supersede is not None and held:
             before = sum(f.height for f in held)
             kept = plan.supersede(pl.concat(held).lazy()).collect()
@@ -156,18 +160,19 @@ class PreparedStream:
         found = failing_rows(suspects.select(validated), validated, schema=self._schema)
         return found.with_columns(position=suspects["position"].gather(found["position"]))
 
-    def _check_reject_fraction(self) -> None:
-        """Judged on the first chunk before anything is sent, and on every chunk after it."""
-        if not self.rows_read:
-            return
-        fraction = self.rows_rejected / self.rows_read
+    def _judge_whole_file(self, counts: pl.LazyFrame) -> None:
+        """The reject threshold, judged on the whole file before the first batch: a cheap streaming pass that
+        only normalises and applies the validity rules (no hashing, no pandera), so a file that is mostly
+        invalid sends nothing, whatever order its bad rows come in."""
+        rows, invalid = counts.collect(engine="streaming").row(0)
+        if not rows:
+            raise InputError(f"source: {_describe(self.source)} has no data rows (header only?)")
+        fraction = invalid / rows
         if fraction > self.max_reject_fraction:
-            reasons = self.rejects.reasons
-            reason, count = max(reasons.items(), key=lambda item: item[1])
             raise InputError(
-                f"{self.rows_rejected:,} of {self.rows_read:,} rows ({fraction:.1%}) are invalid, above "
-                f"source.max_reject_fraction={self.max_reject_fraction}; most common reason: {reason!r} ({count:,} rows). "
-                f"Is the right column mapped? See {self.rejects_location}." + (" Nothing was sent." if not self.identifiers else "")
+                f"{invalid:,} of {rows:,} rows ({fraction:.1%}) are invalid, above source.max_reject_fraction="
+                f"{self.max_reject_fraction}. Is the right column mapped? Run `rokt-pipeline validate` for the reasons "
+                "row by row. Nothing was sent."
             )
 
     def materialise(self, path: Path) -> PreparedInput:

@@ -90,7 +90,7 @@ class SandboxState:
             violation = None
             if limits is not None:
                 capacity = max(1, math.floor(limits.requests_per_second))
-                window = capacity / limits.requests_per_second - JITTER_ALLOWANCE_SECONDS
+                window = max(1.0, capacity / limits.requests_per_second) - JITTER_ALLOWANCE_SECONDS
                 while counters.starts and now - counters.starts[0] >= window:
                     counters.starts.popleft()
                 if len(counters.starts) >= capacity:

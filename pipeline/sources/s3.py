@@ -92,7 +92,9 @@ def _from_manifest(client: Any, manifest_uri: str) -> list[S3Object]:
     except (ValueError, KeyError, TypeError):
         raise InputError(f"source.manifest: {manifest_uri} is not a manifest with entries[].url") from None
     objects = []
-    for entry in entries:
+    for number, entry in enumerate(entries if isinstance(entries, list) else [None]):
+        if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
+            raise InputError(f"source.manifest: entry {number} of {manifest_uri} has no url")
         entry_bucket, entry_key = split_s3_uri(entry["url"])
         try:
             head = client.head_object(Bucket=entry_bucket, Key=entry_key)
@@ -132,7 +134,7 @@ def require_marker(client: Any, uri: str, marker: str) -> None:
 
 def stage(client: Any, objects: list[S3Object], folder: Path) -> list[Path]:
     """Download each object to `folder` (streamed to disk, in parallel); same order as `objects`."""
-    from botocore.exceptions import ClientError
+    from botocore.exceptions import BotoCoreError, ClientError
 
     folder.mkdir(parents=True, exist_ok=True)
 
@@ -143,6 +145,10 @@ def stage(client: Any, objects: list[S3Object], folder: Path) -> list[Path]:
             client.download_file(obj.bucket, obj.key, str(target))
         except ClientError as exc:
             raise s3_error(exc, obj.uri) from None
+        except BotoCoreError as exc:
+            raise InputError(f"S3 unreachable while reading {obj.uri}: {type(exc).__name__}") from None
+        except OSError as exc:
+            raise InputError(f"cannot stage {obj.uri} on local disk ({exc.strerror or type(exc).__name__}): is the temporary folder full?") from None
         return target
 
     with ThreadPoolExecutor(max_workers=8) as pool:

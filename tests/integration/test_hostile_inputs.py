@@ -108,3 +108,19 @@ def test_mixed_hex_and_base64_in_one_column(tmp_path, sandbox, sandbox_env) -> N
     done = run(tmp_path, tmp_path / "mixed.csv", sandbox_env, columns={"sha256": "h"})
     assert done.returncode == 0, done.stderr
     assert sorted(h for r in sandbox.state()["received"] for h in r["identifiers"]) == sorted(d.hex() for d in digests)
+
+
+def test_reject_threshold_is_judged_on_the_whole_file_before_sending(tmp_path, sandbox, sandbox_env) -> None:
+    good = [f"user{i}@example.com" for i in range(600)]
+    # NULLs first, as an ORDER BY export puts them: 3% overall (under 5%), but the first rows are all bad
+    pl.DataFrame({"email": [None] * 18 + good}, schema={"email": pl.String}).write_csv(tmp_path / "nulls-first.csv")
+    first = run(tmp_path, tmp_path / "nulls-first.csv", sandbox_env)
+    assert first.returncode == 0, first.stderr
+    sandbox.reset()
+    # 10% invalid, all at the end: nothing may be sent
+    pl.DataFrame({"email": good + ["bad"] * 70}).write_csv(tmp_path / "bad-last.csv")
+    last = run(tmp_path, tmp_path / "bad-last.csv", sandbox_env)
+    assert_one_line_error(last, "70 of 670 rows (10.4%) are invalid")
+    assert sandbox.state()["attempts"] == []
+    validate = run_cli("validate", str(tmp_path / "job.yaml"), env=sandbox_env)
+    assert validate.returncode == 2 and '"not a valid email address": 70' in validate.stdout

@@ -45,6 +45,7 @@ def test_each_invalid_row_gets_one_reason() -> None:
 
 
 def test_hash_shapes() -> None:
-    raw = pl.DataFrame({"sha256": ["a" * 64, "A" * 64, "b" * 43 + "=", "a" * 63, "z" * 64, ""]})
+    tampered = "F1O9s2gnGnhYh92/uSYWTy98aoj2CcB/8EAcVXKVUgZ="  # unused bits set: not a canonical digest
+    raw = pl.DataFrame({"sha256": ["a" * 64, "A" * 64, "b" * 42 + "c=", "a" * 63, "z" * 64, "", tampered]})
     failures = failing_rows(raw.select(strip_hash("sha256")), ["sha256"])
-    assert failures["position"].to_list() == [3, 4, 5]
+    assert failures["position"].to_list() == [3, 4, 5, 6]

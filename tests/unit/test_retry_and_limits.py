@@ -27,10 +27,11 @@ def test_backoff_grows_is_capped_and_jittered() -> None:
     assert len(set(delays)) == len(delays)  # jitter
 
 
-def test_retry_after_is_a_floor_and_is_capped() -> None:
+def test_retry_after_is_a_floor_and_a_longer_wish_is_not_cut_short() -> None:
     policy = RetryPolicy(base_delay=0.1, max_retry_after=60, rng=random.Random(2))
     assert 5.0 <= policy.delay(1, retry_after=5) <= 5.1
-    assert 60.0 <= policy.delay(1, retry_after=3600) <= 60.1
+    assert policy.honours(60) and not policy.honours(3600)  # fail, rather than retry before the server allows
+    assert parse_retry_after("2.5") == 2.5 and parse_retry_after("-1") is None
 
 
 def test_attempts_are_bounded() -> None:
@@ -67,3 +68,9 @@ def test_fractional_rate() -> None:
     limiter.acquire()
     limiter.acquire()
     assert clock.now >= 102.0
+    between_one_and_two = SlidingWindowRateLimiter(1.5, margin=0.0, clock=clock, sleep=clock.sleep)
+    starts = []
+    for _ in range(4):
+        between_one_and_two.acquire()
+        starts.append(clock.now)
+    assert all(later - earlier >= 1.0 for earlier, later in zip(starts, starts[1:]))  # never two in one second
