@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import polars as pl
 
@@ -36,41 +36,41 @@ def batch_digest(identifiers: list[str]) -> str:
     return hashlib.sha256("\n".join(sorted(identifiers)).encode("utf-8")).hexdigest()
 
 
-def iter_batches(unique_identifiers: Path, batch_size: int) -> Iterator[Batch]:
-    """Exactly `batch_size` identifiers per batch (the last may be smaller), in file order."""
-    frame = pl.scan_parquet(unique_identifiers)
-    if batch_size == 1 and SUBJECT in frame.collect_schema():
-        yield from _one_subject_batches(frame)
-        return
-    pending: list[pl.Series] = []
-    pending_rows = 0
+def cut_batches(frames: Iterable[pl.DataFrame], batch_size: int) -> Iterator[Batch]:
+    """Batches of exactly `batch_size` rows (the last may be smaller), in order, numbered from 0.
+
+    `frames` hold WIRE and, for one-subject endpoints (batch size 1), SUBJECT and the attributes a request is
+    built from. Multi-identifier batches keep their identifiers as a Series until a request needs a list.
+    """
     index = 0
-    for chunk in frame.collect_batches(chunk_size=max(batch_size, 10_000)):
-        pending.append(chunk.get_column(WIRE))
-        pending_rows += chunk.height
+    if batch_size == 1:
+        for frame in frames:
+            for row in frame.iter_rows(named=True):
+                wire, subject = row.pop(WIRE), row.pop(SUBJECT, None)
+                yield Batch(index=index, identifiers=[wire], digest=batch_digest([wire]), subject=subject, attributes=row or None)
+                index += 1
+        return
+    pending: list[pl.DataFrame] = []
+    pending_rows = 0
+    for frame in frames:
+        pending.append(frame)
+        pending_rows += frame.height
         while pending_rows >= batch_size:
             joined = pl.concat(pending)
-            yield _batch(index, joined.head(batch_size))
+            yield _batch(index, joined.get_column(WIRE).head(batch_size))
             index += 1
             rest = joined.slice(batch_size)
-            pending, pending_rows = ([rest] if rest.len() else []), rest.len()
+            pending, pending_rows = ([rest] if rest.height else []), rest.height
     if pending_rows:
-        yield _batch(index, pl.concat(pending))
+        yield _batch(index, pl.concat(pending).get_column(WIRE))
 
 
-def _one_subject_batches(frame: pl.LazyFrame) -> Iterator[Batch]:
-    index = 0
-    for chunk in frame.collect_batches(chunk_size=10_000):
-        for row in chunk.iter_rows(named=True):
-            wire, subject = row.pop(WIRE), row.pop(SUBJECT)
-            yield Batch(index=index, identifiers=[wire], digest=batch_digest([wire]), subject=subject, attributes=row or None)
-            index += 1
+def iter_batches(path: Path, batch_size: int) -> Iterator[Batch]:
+    """cut_batches over a Parquet file of request rows (modes that prepare the whole set first)."""
+    return cut_batches(pl.scan_parquet(path).collect_batches(chunk_size=max(batch_size, 10_000)), batch_size)
 
 
 def _batch(index: int, identifiers: pl.Series) -> Batch:
-    values = identifiers.to_list()
-    return Batch(index=index, identifiers=values, digest=batch_digest(values))
-
-
-def count_batches(identifiers: int, batch_size: int) -> int:
-    return -(-identifiers // batch_size)
+    # batch_digest's bytes (sorted, newline-joined), built by polars rather than a Python sort.
+    digest = hashlib.sha256(identifiers.sort().str.join("\n").item().encode("utf-8")).hexdigest()
+    return Batch(index=index, identifiers=identifiers, digest=digest)

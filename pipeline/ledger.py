@@ -187,7 +187,3 @@ def open_ledger(store: Store, flush_records: int, flush_seconds: float) -> Ledge
 
 def write_json(store: Store, name: str, payload: dict[str, Any]) -> None:
     store.write_bytes(name, (json.dumps(payload, indent=2) + "\n").encode())
-
-
-def write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
-    write_json(LocalStore(path.parent), path.name, payload)

@@ -35,7 +35,7 @@ class EndpointSpec:
     """Static facts of an endpoint family."""
 
     family: str
-    retry_safe: bool  # idempotent: a retried request cannot do harm
+    retry_safe: bool  # idempotent: a retry cannot do harm (every retry backs off; a lost answer is flagged either way)
     wire_encoding: WireEncoding
     identifier_role: str
     limits: Limits

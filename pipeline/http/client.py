@@ -99,7 +99,7 @@ class Sender:
 
     def deliver(self, request: HttpRequest) -> Delivery:
         """A write: the endpoint reads the answer; not-idempotent endpoints flag answers lost after sending."""
-        outcome = self._attempts(request, self.endpoint.read_response, self.endpoint.spec.retry_safe)
+        outcome = self._attempts(request, self.endpoint.read_response)
         error = outcome.error
         status = outcome.response.status_code if outcome.response is not None else (error.http_status if error else None)
         if error is None:
@@ -111,13 +111,13 @@ class Sender:
 
     def fetch(self, request: HttpRequest) -> requests.Response:
         """A read (idempotent): the answer on 2xx, else the final error is raised."""
-        outcome = self._attempts(request, self.endpoint.check_status, retry_safe=True)
+        outcome = self._attempts(request, self.endpoint.check_status)
         if outcome.error is not None:
             raise outcome.error
         assert outcome.response is not None
         return outcome.response
 
-    def _attempts(self, request: HttpRequest, interpret: Callable[[requests.Response], T], retry_safe: bool) -> _Outcome:
+    def _attempts(self, request: HttpRequest, interpret: Callable[[requests.Response], T]) -> _Outcome:
         outcome = _Outcome()
         refreshed = False
         # Serialised once, before any rate slot is taken: a 100,000-identifier body takes tens of milliseconds,

@@ -54,7 +54,7 @@ class _Bloom:
 class SeenKeys:
     def __init__(self, bloom_slots: int = BLOOM_SLOTS) -> None:
         self._bloom = _Bloom(bloom_slots)
-        self._runs: list[pl.DataFrame] = []  # each sorted by HI; sizes roughly halving from first to last
+        self._runs: list[pl.DataFrame] = []  # each sorted by HI: one per chunk, consolidated past MAX_RUNS
 
     def __len__(self) -> int:
         return sum(run.height for run in self._runs)

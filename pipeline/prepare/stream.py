@@ -7,13 +7,12 @@ and memory depends on the chunk and batch sizes, not on the file. Counts are com
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Iterator
 
 import polars as pl
 
-from pipeline.batching import SUBJECT, WIRE, Batch
+from pipeline.batching import WIRE, Batch, cut_batches
 from pipeline.errors import InputError
 from pipeline.prepare.dedupe import HI, LO, SeenKeys, key_columns
 from pipeline.prepare.hashing import sha256_hex
@@ -28,8 +27,7 @@ _VALID = "__valid"
 
 class PreparedStream:
     def __init__(self, source: SourceFrame, plan: RowPlan, rejects: RejectsWriter, batch_size: int, *,
-                 wire_is_sha256_hex: bool, max_reject_fraction: float, rejects_location: str,
-                 hold_until_complete: bool = False, chunk_rows: int = CHUNK_ROWS):
+                 wire_is_sha256_hex: bool, max_reject_fraction: float, rejects_location: str, chunk_rows: int = CHUNK_ROWS):
         self.source = source
         self.plan = plan
         self.rejects = rejects
@@ -37,8 +35,6 @@ class PreparedStream:
         self.max_reject_fraction = max_reject_fraction
         self.rejects_location = rejects_location
         self.chunk_rows = chunk_rows
-        # Whole-set decisions (supersede, a --yes count) need every row before the first batch.
-        self.hold = hold_until_complete or plan.supersede is not None
         # Duplicates are judged on the wire identifier itself (for network privacy that includes the request type).
         self._key_source = pl.col(WIRE) if wire_is_sha256_hex else sha256_hex(pl.col(WIRE))
         self.rows_read = self.valid_rows = self.identifiers = self.superseded = 0
@@ -65,42 +61,11 @@ class PreparedStream:
 
     def batches(self) -> Iterator[Batch]:
         frames = iter(self._held) if self._held is not None else self._new_rows()
-        index = 0
-        if self.batch_size == 1:
-            for frame in frames:
-                yield from self._one_subject_batches(frame, index)
-                index += frame.height
-            self.batches_total = index
-            return
-        pending: list[pl.DataFrame] = []
-        pending_rows = 0
-        for frame in frames:
-            pending.append(frame)
-            pending_rows += frame.height
-            while pending_rows >= self.batch_size:
-                joined = pl.concat(pending)
-                yield self._batch(joined.head(self.batch_size), index)
-                index += 1
-                rest = joined.slice(self.batch_size)
-                pending, pending_rows = ([rest] if rest.height else []), rest.height
-        if pending_rows:
-            yield self._batch(pl.concat(pending), index)
-            index += 1
-        self.batches_total = index
-
-    @staticmethod
-    def _batch(rows: pl.DataFrame, index: int) -> Batch:
-        identifiers = rows.get_column(WIRE)
-        # The same bytes as batching.batch_digest (sorted, newline-joined), built by polars instead of Python.
-        digest = hashlib.sha256(identifiers.sort().str.join("\n").item().encode()).hexdigest()
-        return Batch(index=index, identifiers=identifiers, digest=digest)
-
-    @staticmethod
-    def _one_subject_batches(rows: pl.DataFrame, first_index: int) -> Iterator[Batch]:
-        for offset, row in enumerate(rows.iter_rows(named=True)):
-            wire, subject = row.pop(WIRE), row.pop(SUBJECT, None)
-            digest = hashlib.sha256(wire.encode()).hexdigest()
-            yield Batch(index=first_index + offset, identifiers=[wire], digest=digest, subject=subject, attributes=row or None)
+        count = 0
+        for batch in cut_batches(frames, self.batch_size):
+            count += 1
+            yield batch
+        self.batches_total = count
 
     def _new_rows(self) -> Iterator[pl.DataFrame]:
         """Valid, first-seen request rows (WIRE, SUBJECT?, attributes), chunk by chunk, in file order."""
