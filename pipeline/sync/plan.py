@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import polars as pl
 
-from pipeline.batching import SUBJECT, WIRE, Batch, batch_digest
+from pipeline.batching import Batch, iter_batches
 from pipeline.config import JobConfig
 from pipeline.endpoints.base import Endpoint
 from pipeline.errors import ConfigError
@@ -98,7 +98,7 @@ class SyncPlan:
         for path, first, action, count in phases:
             if not count:
                 continue
-            for batch in cut_batches(path, size):
+            for batch in iter_batches(path, size):
                 attributes = {**(batch.attributes or {}), "action": action} if action else batch.attributes
                 batch = replace(batch, index=first + batch.index, attributes=attributes)
                 if planned.get(batch.index) != batch.digest:  # the plan and the batches must be the same sets
@@ -244,34 +244,3 @@ def _catch_up(states: StateStore, endpoint: Endpoint, run_id: str, folder: Path,
 
 def _batches(identifiers: int, batch_size: int) -> int:
     return -(-identifiers // batch_size)
-
-
-def cut_batches(path: Path, batch_size: int) -> Iterator[Batch]:
-    """Batches of exactly `batch_size` rows of `path` in file order (the last may be smaller), numbered from 0.
-
-    One-subject endpoints (batch size 1 with a subject) carry the row's other columns as attributes.
-    """
-    frame = pl.scan_parquet(path)
-    if batch_size == 1 and SUBJECT in frame.collect_schema():
-        index = 0
-        for chunk in frame.collect_batches(chunk_size=10_000):
-            for row in chunk.iter_rows(named=True):
-                wire, subject = row.pop(WIRE), row.pop(SUBJECT)
-                yield Batch(index=index, identifiers=[wire], digest=batch_digest([wire]), subject=subject, attributes=row or None)
-                index += 1
-        return
-    pending: list[pl.Series] = []
-    pending_rows = index = 0
-    for chunk in frame.collect_batches(chunk_size=max(batch_size, 10_000)):
-        pending.append(chunk.get_column(WIRE))
-        pending_rows += chunk.height
-        while pending_rows >= batch_size:
-            joined = pl.concat(pending)
-            values = joined.head(batch_size).to_list()
-            yield Batch(index=index, identifiers=values, digest=batch_digest(values))
-            index += 1
-            rest = joined.slice(batch_size)
-            pending, pending_rows = ([rest] if rest.len() else []), rest.len()
-    if pending_rows:
-        values = pl.concat(pending).to_list()
-        yield Batch(index=index, identifiers=values, digest=batch_digest(values))

@@ -10,11 +10,10 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.batching import WIRE, batch_digest
+from pipeline.batching import WIRE, batch_digest, iter_batches
 from pipeline.sync.diff import ACCEPTED, REFUSED, batch_table, difference, fold, plan_rows
 from pipeline.sync.identity import HASHED_IDENTIFIER
 from pipeline.sync.outcomes import batch_outcomes
-from pipeline.sync.plan import cut_batches
 
 
 def hexes(numbers) -> list[str]:
@@ -68,11 +67,11 @@ def test_planned_digests_are_the_digests_of_the_batches_sent(values, batch_size)
     with tempfile.TemporaryDirectory() as scratch:
         path = write_requests(Path(scratch), values)
         planned = batch_table(path, batch_size, first_index=7, action="include")
-        batches = list(cut_batches(path, batch_size))
+        batches = list(iter_batches(path, batch_size))
         assert planned["batch"].to_list() == [7 + b.index for b in batches]
-        assert planned["digest"].to_list() == [batch_digest(b.identifiers) for b in batches]
+        assert planned["digest"].to_list() == [batch_digest(b.identifier_list()) for b in batches]
         assert planned["records"].to_list() == [b.records for b in batches]
-        assert [v for b in batches for v in b.identifiers] == values
+        assert [v for b in batches for v in b.identifier_list()] == values
 
 
 def test_fold_applies_only_settled_batches() -> None:
