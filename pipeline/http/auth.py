@@ -45,7 +45,7 @@ class OAuthClientCredentials:
         self._session = session or requests.Session()
         self._lock = threading.Lock()
         self._token: str | None = None
-        self._expires_at = 0.0
+        self._refresh_at = 0.0
         self.fetches = 0
 
     def headers(self) -> dict[str, str]:
@@ -53,9 +53,10 @@ class OAuthClientCredentials:
 
     def token(self) -> str:
         with self._lock:
-            if self._token is None or self._clock() >= self._expires_at - self._margin:
+            if self._token is None or self._clock() >= self._refresh_at:
                 self._token, lifetime = self._fetch()
-                self._expires_at = self._clock() + lifetime
+                # Refresh a margin before expiry, but never sooner than halfway through a short-lived token.
+                self._refresh_at = self._clock() + max(lifetime - self._margin, lifetime / 2)
             return self._token
 
     def invalidate(self) -> None:

@@ -25,3 +25,17 @@ def test_token_reused_within_the_hour_and_refreshed_before_expiry(sandbox) -> No
     clock.now = 3600 - 299  # inside the refresh margin
     assert oauth.token() != first
     assert oauth.fetches == 2 and sandbox.state()["data_deletion"]["token_requests"] == 2
+
+
+def test_a_short_lived_token_is_not_fetched_per_request(sandbox) -> None:
+    sandbox.configure({"data_deletion": {"token_lifetime": 120}})  # shorter than the 300 s refresh margin
+    clock = Clock()
+    oauth = OAuthClientCredentials(f"{sandbox.url}/auth/oauth2/token", SecretStr("sandbox-app-id"),
+                                   SecretStr("sandbox-app-secret"), clock=clock, refresh_margin=300)
+    for second in range(0, 59):
+        clock.now = second
+        oauth.token()
+    assert oauth.fetches == 1  # reused for the first half of its life
+    clock.now = 61
+    oauth.token()
+    assert oauth.fetches == 2
