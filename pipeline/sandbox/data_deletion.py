@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qs
 
-from pipeline.sandbox.routes import Call, Reply, Route, route
+from pipeline.sandbox.routes import Call, Reply, Route, guarded, route
 from pipeline.sandbox.state import FamilyLimits, SandboxState
 
 DAY = 86_400.0
@@ -116,10 +116,8 @@ def token(call: Call) -> Reply:
     return Reply(200, {"access_token": issued, "token_type": "Bearer", "expires_in": int(store.token_lifetime)})
 
 
+@guarded(_authenticated)
 def create(call: Call) -> Reply:
-    refused = _authenticated(call)
-    if refused:
-        return refused
     store = _store(call)
     try:
         body = json.loads(call.body)
@@ -149,19 +147,15 @@ def create(call: Call) -> Reply:
     return Reply(202, {"taskId": task["taskId"]} if store.create_returns_body else "", acted=True)
 
 
+@guarded(_authenticated)
 def list_tasks(call: Call) -> Reply:
-    refused = _authenticated(call)
-    if refused:
-        return refused
     store = _store(call)
     with store.lock:
         return Reply(200, [store.public(t) for t in store.tasks])
 
 
+@guarded(_authenticated)
 def cancel(call: Call) -> Reply:
-    refused = _authenticated(call)
-    if refused:
-        return refused
     store = _store(call)
     task_id = call.params["task_id"]
     with store.lock:

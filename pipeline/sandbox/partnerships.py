@@ -13,7 +13,7 @@ import threading
 import uuid
 from typing import Any
 
-from pipeline.sandbox.routes import Call, Reply, Route, route
+from pipeline.sandbox.routes import Call, Reply, Route, guarded, route
 from pipeline.sandbox.state import FamilyLimits, SandboxState
 
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
@@ -62,10 +62,8 @@ def _refused(call: Call) -> Reply | None:
     return None
 
 
+@guarded(_refused)
 def network_privacy(call: Call) -> Reply:
-    refused = _refused(call)
-    if refused:
-        return refused
     store = _store(call)
     if call.header("Idempotency-Key"):
         with store.lock:
@@ -98,10 +96,8 @@ def network_privacy(call: Call) -> Reply:
     return Reply(202, {"requestId": request_id, "status": "submitted"}, {"X-Network-Privacy-Request-Id": request_id}, acted=True)
 
 
+@guarded(_refused)
 def account_deletion(call: Call) -> Reply:
-    refused = _refused(call)
-    if refused:
-        return refused
     store = _store(call)
     account, parent = call.params["account_id"], call.header("X-Platform-Parent-Account-Id")
     key, dry_run = call.header("Idempotency-Key"), call.query.get("dry_run") == "true"
@@ -140,10 +136,8 @@ def account_deletion(call: Call) -> Reply:
     return reply
 
 
+@guarded(_refused)
 def operation(call: Call) -> Reply:
-    refused = _refused(call)
-    if refused:
-        return refused
     store = _store(call)
     with store.lock:
         found = store.operations.get(call.params["operation_id"])

@@ -45,3 +45,13 @@ def route(method: str, path_regex: str, family: str, handler: Callable[[Call], R
 
 def error_reply(status: int, message: str) -> Reply:
     return Reply(status, {"error": message})
+
+
+def guarded(check: Callable[[Call], Reply | None]) -> Callable[[Callable[[Call], Reply]], Callable[[Call], Reply]]:
+    """A handler that runs only when `check` (the family's auth) has no refusal to answer with."""
+    def wrap(handler: Callable[[Call], Reply]) -> Callable[[Call], Reply]:
+        def guarded_handler(call: Call) -> Reply:
+            return check(call) or handler(call)
+        guarded_handler.__name__ = handler.__name__
+        return guarded_handler
+    return wrap

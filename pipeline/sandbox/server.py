@@ -76,11 +76,19 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self, candidate: Route, call: Call) -> None:
         state, family = self.server.state, candidate.family
         violation = state.enter(family)
+        left = False
+
+        def leave() -> None:
+            # Exactly once per request, before the client can see an answer (or a reset) and start the next.
+            nonlocal left
+            if not left:
+                left = True
+                state.leave(family)
+
         try:
             if violation:
-                reply = Reply(429, {"error": "Too Many Requests", "detail": violation}, {"Retry-After": "1"})
                 state.record_attempt({"family": family, "method": call.method, "status": 429, "fault": "limit"})
-                self._send(reply, before_send=lambda: state.leave(family))
+                self._send(Reply(429, {"error": "Too Many Requests", "detail": violation}, {"Retry-After": "1"}), before_send=leave)
                 return
             fault = self.server.faults.next_fault(family)
             latency = self.server.faults.latency(family)
@@ -89,26 +97,25 @@ class _Handler(BaseHTTPRequestHandler):
             if fault and fault.kind in ("status", "reset_before"):
                 state.record_attempt({"family": family, "method": call.method, "status": fault.status, "fault": fault.kind})
                 if fault.kind == "reset_before":
-                    state.leave(family)
+                    leave()
                     self._reset()
                     return
-                self._send(_fault_reply(fault), before_send=lambda: state.leave(family))
+                self._send(_fault_reply(fault), before_send=leave)
                 return
             reply = candidate.handler(call)
             state.record_attempt({"family": family, "method": call.method, "status": reply.status, "fault": fault.kind if fault else None})
             if fault and fault.kind == "slow":
                 time.sleep(fault.delay_seconds)
             if fault and fault.kind == "reset_after":
-                state.leave(family)
+                leave()
                 self._reset()
                 return
             if fault and fault.kind == "malformed":
                 reply = Reply(reply.status, "{not json", {"Content-Type": "application/json"})
-            self._send(reply, before_send=lambda: state.leave(family))
+            self._send(reply, before_send=leave)
         except Exception:
             log.exception("sandbox handler failed")
-            if state.counters.get(family) and state.counters[family].in_flight > 0:
-                state.leave(family)
+            leave()
             self._send(Reply(500, {"error": "sandbox handler failed"}))
 
     def _admin(self, method: str, path: str, body: bytes) -> Reply:
