@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import polars as pl
+import polars_hash  # noqa: F401  (registers the .chash namespace)
 
 WIRE = "wire"
 SUBJECT = "subject"
@@ -17,13 +19,20 @@ SUBJECT = "subject"
 class Batch:
     index: int  # 0-based, stable across runs of the same input
     identifiers: Sequence[str]  # a list, or a polars Series (turned into a list only when a request is built)
-    digest: str
     subject: str | None = None  # one-subject endpoints: hex SHA-256 of the normalised identifier
     attributes: dict[str, str] | None = None  # one-subject endpoints: what the request is built from
 
     @property
     def records(self) -> int:
         return len(self.identifiers)
+
+    @cached_property
+    def digest(self) -> str:
+        """batch_digest of the identifiers; computed on first use, so in the sending threads, off the data path."""
+        values = self.identifiers
+        if isinstance(values, pl.Series):  # the same bytes as batch_digest, sorted, joined and hashed by polars
+            return hashlib.sha256(values.sort().str.join("\n").item().encode("utf-8")).hexdigest()
+        return batch_digest(list(values))
 
     def identifier_list(self) -> list[str]:
         """The identifiers for a request body; called in the sending thread, off the data path."""
@@ -47,7 +56,7 @@ def cut_batches(frames: Iterable[pl.DataFrame], batch_size: int) -> Iterator[Bat
         for frame in frames:
             for row in frame.iter_rows(named=True):
                 wire, subject = row.pop(WIRE), row.pop(SUBJECT, None)
-                yield Batch(index=index, identifiers=[wire], digest=batch_digest([wire]), subject=subject, attributes=row or None)
+                yield Batch(index=index, identifiers=[wire], subject=subject, attributes=row or None)
                 index += 1
         return
     pending: list[pl.DataFrame] = []
@@ -57,20 +66,15 @@ def cut_batches(frames: Iterable[pl.DataFrame], batch_size: int) -> Iterator[Bat
         pending_rows += frame.height
         while pending_rows >= batch_size:
             joined = pl.concat(pending)
-            yield _batch(index, joined.get_column(WIRE).head(batch_size))
+            yield Batch(index=index, identifiers=joined.get_column(WIRE).head(batch_size))
             index += 1
             rest = joined.slice(batch_size)
             pending, pending_rows = ([rest] if rest.height else []), rest.height
     if pending_rows:
-        yield _batch(index, pl.concat(pending).get_column(WIRE))
+        yield Batch(index=index, identifiers=pl.concat(pending).get_column(WIRE))
 
 
 def iter_batches(path: Path, batch_size: int) -> Iterator[Batch]:
     """cut_batches over a Parquet file of request rows (modes that prepare the whole set first)."""
     return cut_batches(pl.scan_parquet(path).collect_batches(chunk_size=max(batch_size, 10_000)), batch_size)
 
-
-def _batch(index: int, identifiers: pl.Series) -> Batch:
-    # batch_digest's bytes (sorted, newline-joined), built by polars rather than a Python sort.
-    digest = hashlib.sha256(identifiers.sort().str.join("\n").item().encode("utf-8")).hexdigest()
-    return Batch(index=index, identifiers=identifiers, digest=digest)

@@ -13,6 +13,7 @@ import secrets
 import tempfile
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -282,38 +283,50 @@ def _send_all(
         finally:
             queue_slots.release()
 
+    def record_dry_run(batch: Batch) -> None:
+        try:
+            record = record_for(batch, utc_now(), None)
+            ledger.append(record)
+            count("dry_run")
+            progress.batch_done(record)
+        finally:
+            queue_slots.release()
+
     def already_accepted(batch: Batch) -> bool:
         if spec.one_subject:
             return batch.subject in accepted_subjects
-        if batch.index in accepted_batches and accepted_batches[batch.index] != batch.digest:
+        accepted_digest = accepted_batches.get(batch.index)
+        if accepted_digest is None:
+            return False
+        if accepted_digest != batch.digest:
             log.warning("batch %d differs from the one accepted under this run id (the input changed): sending it", batch.index)
-        return accepted_batches.get(batch.index) == batch.digest
+            return False
+        return True
 
     skipped = len(accepted_subjects) if spec.one_subject else len(accepted_batches)
     progress.start(stream.batches_total, stream.identifiers if stream.complete else None, skipped)
     started = False
-    futures: list[Future[None]] = []
+    futures: deque[Future[None]] = deque()
     try:
+        # Dry runs go through the workers too: a batch's digest is computed there, beside the data path.
         with ThreadPoolExecutor(max_workers=limits.concurrency, thread_name_prefix="send") as pool:
             for batch in stream.batches():
                 if already_accepted(batch):
                     count("already_accepted")
-                elif sender.stopped.is_set():
+                    continue
+                if sender.stopped.is_set():
                     count("not_sent")
-                elif dry_run:
-                    record = record_for(batch, utc_now(), None)
-                    ledger.append(record)
-                    count("dry_run")
-                    progress.batch_done(record)
-                else:
-                    if not started:
-                        started = True
-                        _start_run(endpoint, sender, summary)
-                    queue_slots.acquire()
-                    futures.append(pool.submit(send, batch))
+                    continue
+                if not (started or dry_run):
+                    started = True
+                    _start_run(endpoint, sender, summary)
+                queue_slots.acquire()
+                futures.append(pool.submit(record_dry_run if dry_run else send, batch))
+                while futures and futures[0].done():
+                    futures.popleft().result()  # surfaces a bug in a worker instead of losing it
             on_prepared()  # preparation is done; sends may still be in flight
         for future in futures:
-            future.result()  # surfaces a bug in a worker instead of losing it
+            future.result()
     finally:
         # Also when preparation fails part way: what was sent is counted and summarised.
         sender.close()

@@ -1,11 +1,13 @@
-"""First-occurrence filtering over a stream, in 16 bytes per distinct identifier plus a fixed 64 MiB filter.
+"""First-occurrence filtering over a stream, in 12 bytes per distinct identifier.
 
-Each identifier is keyed by 120 bits of its SHA-256 (two Int64 columns). A Bloom filter answers "certainly
-not seen" for almost every new identifier in a few vectorised operations; only its positives (true
-duplicates and a small share of false positives) are checked exactly against the seen keys, which live in
-sorted runs (consolidated when there are too many) and probed by binary search. Two different identifiers
-whose keys share the first 60 bits can at worst make the second look new (a harmless second send), never
-make a new identifier look like a duplicate.
+Each identifier is keyed by 92 bits of its SHA-256: a 60-bit `hi` (Int64) and a 32-bit `lo` (UInt32). Two
+different identifiers share a key with probability about n²/2^93 (10^-14 at ten million rows), and even
+then the only harm is that the second is not sent twice; nothing else is ever dropped.
+
+The seen keys live in 256 buckets chosen by the top bits of `hi`, each a pair of arrays sorted by `hi`.
+A chunk is sorted once, each bucket is probed by binary search and grows by an in-place merge of its new
+keys, so the work per chunk is a few vectorised numpy calls per bucket, and adding keys never copies more
+than one bucket (no transient doubling of the whole state, as one sorted array would need).
 """
 
 from __future__ import annotations
@@ -14,77 +16,82 @@ import numpy as np
 import polars as pl
 
 HI, LO = "__key_hi", "__key_lo"
-MAX_RUNS = 32
-BLOOM_SLOTS = 1 << 26  # one byte each (64 MiB): about 7% false positives at 10M distinct identifiers, two probes
+_HI_BITS = 60
+_BUCKET_BITS = 8
+_BUCKETS = 1 << _BUCKET_BITS
 
 
 def key_columns(sha256_hex: pl.Expr) -> list[pl.Expr]:
-    """Two Int64 columns from the first 120 bits of a hex SHA-256.
+    """`hi` and `lo` from the first 92 bits of a hex SHA-256.
 
     Non-strict: the stream computes keys for every row before validation drops the invalid ones, whose
     "hash" may be anything; their key is null, never an error that would stop the chunk.
     """
     return [
-        sha256_hex.str.slice(0, 15).str.to_integer(base=16, strict=False).alias(HI),
-        sha256_hex.str.slice(15, 15).str.to_integer(base=16, strict=False).alias(LO),
+        sha256_hex.str.slice(0, _HI_BITS // 4).str.to_integer(base=16, strict=False).alias(HI),
+        sha256_hex.str.slice(_HI_BITS // 4, 8).str.to_integer(base=16, strict=False).cast(pl.UInt32).alias(LO),
     ]
 
 
-class _Bloom:
-    """A byte per slot rather than a bit: setting is one vectorised assignment (bits would need a slow ufunc.at)."""
-
-    def __init__(self, slots: int = BLOOM_SLOTS):
-        self._slots = np.zeros(slots, dtype=np.uint8)
-        self._mask = np.uint64(slots - 1)
-
-    def _positions(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # The key bits are SHA-256 bits: already uniform, so two slices of them are two independent hashes.
-        return (keys & self._mask).astype(np.int64), ((keys >> np.uint64(30)) & self._mask).astype(np.int64)
-
-    def maybe_contains(self, keys: np.ndarray) -> np.ndarray:
-        first, second = self._positions(keys)
-        return (self._slots[first] & self._slots[second]).astype(bool)
-
-    def add(self, keys: np.ndarray) -> None:
-        first, second = self._positions(keys)
-        self._slots[first] = 1
-        self._slots[second] = 1
-
-
 class SeenKeys:
-    def __init__(self, bloom_slots: int = BLOOM_SLOTS) -> None:
-        self._bloom = _Bloom(bloom_slots)
-        self._runs: list[pl.DataFrame] = []  # each sorted by HI: one per chunk, consolidated past MAX_RUNS
+    def __init__(self) -> None:
+        self._hi = [np.empty(0, dtype=np.int64) for _ in range(_BUCKETS)]
+        self._lo = [np.empty(0, dtype=np.uint32) for _ in range(_BUCKETS)]
 
     def __len__(self) -> int:
-        return sum(run.height for run in self._runs)
+        return sum(len(bucket) for bucket in self._hi)
 
     def first_seen(self, keys: pl.DataFrame) -> pl.Series:
         """True for each row whose key was seen neither earlier in `keys` nor in any earlier call."""
-        packed = pl.col(HI).cast(pl.Int128) * (1 << 60) + pl.col(LO)
-        new = keys.select(packed.is_first_distinct()).to_series().to_numpy().copy()
-        hi = keys[HI].to_numpy().astype(np.uint64)
-        check = np.flatnonzero(new & self._bloom.maybe_contains(hi))
-        if len(check) and self._runs:
-            suspects = keys[check]
-            found = np.zeros(len(check), dtype=bool)
-            for run in self._runs:
-                found |= self._found(run, suspects).to_numpy()
-            new[check[found]] = False
-        fresh = keys.filter(pl.Series(new))
-        if fresh.height:
-            self._bloom.add(fresh[HI].to_numpy().astype(np.uint64))
-            self._add(fresh.sort(HI))
-        return pl.Series(new)
+        hi = keys[HI].to_numpy()
+        lo = keys[LO].to_numpy()
+        order = _file_order_within_keys(hi, lo)
+        hi, lo = hi[order], lo[order]
+        fresh = np.ones(len(hi), dtype=bool)
+        fresh[1:] = (hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])  # the first of equal keys is the earliest row
+        bounds = np.searchsorted(hi >> (_HI_BITS - _BUCKET_BITS), np.arange(_BUCKETS + 1))
+        for bucket in np.flatnonzero(bounds[1:] > bounds[:-1]):
+            start, stop = bounds[bucket], bounds[bucket + 1]
+            found, where = self._probe(bucket, hi[start:stop], lo[start:stop])
+            new = fresh[start:stop] & ~found
+            fresh[start:stop] = new
+            if new.any():
+                self._hi[bucket] = np.insert(self._hi[bucket], where[new], hi[start:stop][new])
+                self._lo[bucket] = np.insert(self._lo[bucket], where[new], lo[start:stop][new])
+        in_file_order = np.empty_like(fresh)
+        in_file_order[order] = fresh
+        return pl.Series(in_file_order)
 
-    @staticmethod
-    def _found(run: pl.DataFrame, keys: pl.DataFrame) -> pl.Series:
-        position = run[HI].search_sorted(keys[HI], side="left").clip(0, run.height - 1)
-        return (run[HI].gather(position) == keys[HI]) & (run[LO].gather(position) == keys[LO])
+    def _probe(self, bucket: int, hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Which keys the bucket holds, and where each key would be inserted to keep it sorted."""
+        seen_hi, seen_lo = self._hi[bucket], self._lo[bucket]
+        first = np.searchsorted(seen_hi, hi, side="left")
+        if not len(seen_hi):
+            return np.zeros(len(hi), dtype=bool), first
+        at = np.minimum(first, len(seen_hi) - 1)
+        same_hi = seen_hi[at] == hi
+        found = same_hi & (seen_lo[at] == lo)
+        # Keys that share a hi (different identifiers, about once in 2^60) sit side by side: check them all.
+        for row in np.flatnonzero(same_hi & ~found):
+            last = np.searchsorted(seen_hi, hi[row], side="right")
+            found[row] = bool((seen_lo[first[row]:last] == lo[row]).any())
+        return found, first
 
-    def _add(self, run: pl.DataFrame) -> None:
-        self._runs.append(run)
-        # Only Bloom positives (a few percent of keys) are searched, so many small runs cost little; they are
-        # consolidated into one sorted run when there are too many to probe cheaply.
-        if len(self._runs) > MAX_RUNS:
-            self._runs = [pl.concat(self._runs).sort(HI)]
+
+def _file_order_within_keys(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """A permutation sorting the rows by (hi, lo, position in the chunk).
+
+    An unstable sort by `hi` alone does most of the work (fast); only the rows that share a hi with another
+    (duplicates, a few percent) are then put in (lo, position) order, so each identifier's first row leads.
+    """
+    order = np.argsort(hi)
+    sorted_hi = hi[order]
+    same_as_next = sorted_hi[1:] == sorted_hi[:-1]
+    shared = np.zeros(len(hi), dtype=bool)
+    shared[1:] |= same_as_next
+    shared[:-1] |= same_as_next
+    rows = np.flatnonzero(shared)
+    if len(rows):
+        members = order[rows]
+        order[rows] = members[np.lexsort((members, lo[members], hi[members]))]
+    return order

@@ -24,7 +24,7 @@ def v3(**overrides) -> AudienceImportDestination:
 
 def test_v3_golden_request() -> None:
     endpoint = AudienceImport(v3(), "email")
-    request = endpoint.build_request(Batch(0, [HELLO_HEX], "d"))
+    request = endpoint.build_request(Batch(0, [HELLO_HEX]))
     assert request.method == "POST" and request.url == "https://data.rokt.com/v3/import/suppression"
     assert request.json == {"action": "include", "accountId": "123456789", "list": "US_Customers", "sha256s": [HELLO_HEX]}
     assert request.headers["Authorization"] == "Basic " + base64.b64encode(b"rpub-sandbox:rsec-sandbox").decode()
@@ -37,7 +37,7 @@ def test_legacy_golden_request_with_emails() -> None:
         "endpoint": "audience_import_legacy", "action": "exclude", "send": "email",
         "credentials": {"api_key": SecretStr("legacy-key")},
     })
-    request = AudienceImport(destination, "email").build_request(Batch(0, ["a@example.com"], "d"))
+    request = AudienceImport(destination, "email").build_request(Batch(0, ["a@example.com"]))
     assert request.url == "https://data.rokt.com/api/1.0/import/suppression"
     assert request.json == {"action": "exclude", "emails": ["a@example.com"]}
     assert request.headers["Authorization"] == "legacy-key"
