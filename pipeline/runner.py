@@ -206,9 +206,6 @@ def open_stream(job: JobConfig, endpoint: Endpoint, store: Store, workdir: Path)
     spec = endpoint.spec
     return PreparedStream(
         source, endpoint.row_plan(columns), rejects, spec.limits.batch_size,
-        # Our own SHA-256 output can key the dedupe directly; a user's pre-hashed column is hashed again first,
-        # because its values are not guaranteed to be random.
-        wire_is_sha256_hex=spec.wire_encoding == "hex" and spec.identifier_role == "email" and not spec.one_subject,
         max_reject_fraction=job.source.max_reject_fraction, rejects_location=f"{store.uri}/{REJECTS}",
     )
 

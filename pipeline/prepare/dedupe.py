@@ -1,41 +1,38 @@
 """First-occurrence filtering over a stream, in 12 bytes per distinct identifier.
 
-Each identifier is keyed by 92 bits of its SHA-256: a 60-bit `hi` (Int64) and a 32-bit `lo` (UInt32). Two
-different identifiers share a key with probability about n²/2^93 (10^-14 at ten million rows), and even
-then the only harm is that the second is not sent twice; nothing else is ever dropped.
+Each wire identifier is keyed by 96 bits: XXH3 (64-bit) under two seeds, `hi` (UInt64) and the low 32 bits of
+the second, `lo` (UInt32), computed by polars-hash inside the streaming query. Two different identifiers
+share a key with probability about n²/2^97 (10^-15 at ten million rows); even then the only harm is that the
+second is not sent, and nothing else is ever dropped.
 
-The seen keys live in 256 buckets chosen by the top bits of `hi`, each a pair of arrays sorted by `hi`.
-A chunk is sorted once, each bucket is probed by binary search and grows by an in-place merge of its new
-keys, so the work per chunk is a few vectorised numpy calls per bucket, and adding keys never copies more
-than one bucket (no transient doubling of the whole state, as one sorted array would need).
+The seen keys live in 64 buckets chosen by the top bits of `hi`, each a pair of arrays sorted by `hi`.
+A chunk is sorted once, each bucket is probed by binary search and grows by merging in its new keys, so
+the work per chunk is a few vectorised numpy calls per bucket, and adding keys never copies more than one
+bucket (no transient doubling of the whole state, as one sorted array would need).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import polars_hash  # noqa: F401  (registers the .nchash namespace)
 
 HI, LO = "__key_hi", "__key_lo"
-_HI_BITS = 60
-_BUCKET_BITS = 8
+_BUCKET_BITS = 6
 _BUCKETS = 1 << _BUCKET_BITS
 
 
-def key_columns(sha256_hex: pl.Expr) -> list[pl.Expr]:
-    """`hi` and `lo` from the first 92 bits of a hex SHA-256.
-
-    Non-strict: the stream computes keys for every row before validation drops the invalid ones, whose
-    "hash" may be anything; their key is null, never an error that would stop the chunk.
-    """
+def key_columns(wire: pl.Expr) -> list[pl.Expr]:
+    """`hi` and `lo` of each wire identifier (null where the identifier is null)."""
     return [
-        sha256_hex.str.slice(0, _HI_BITS // 4).str.to_integer(base=16, strict=False).alias(HI),
-        sha256_hex.str.slice(_HI_BITS // 4, 8).str.to_integer(base=16, strict=False).cast(pl.UInt32).alias(LO),
+        wire.nchash.xxh3_64(seed=0).alias(HI),
+        wire.nchash.xxh3_64(seed=1).cast(pl.UInt32, wrap_numerical=True).alias(LO),
     ]
 
 
 class SeenKeys:
     def __init__(self) -> None:
-        self._hi = [np.empty(0, dtype=np.int64) for _ in range(_BUCKETS)]
+        self._hi = [np.empty(0, dtype=np.uint64) for _ in range(_BUCKETS)]
         self._lo = [np.empty(0, dtype=np.uint32) for _ in range(_BUCKETS)]
 
     def __len__(self) -> int:
@@ -49,7 +46,7 @@ class SeenKeys:
         hi, lo = hi[order], lo[order]
         fresh = np.ones(len(hi), dtype=bool)
         fresh[1:] = (hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])  # the first of equal keys is the earliest row
-        bounds = np.searchsorted(hi >> (_HI_BITS - _BUCKET_BITS), np.arange(_BUCKETS + 1))
+        bounds = np.searchsorted(hi >> np.uint64(64 - _BUCKET_BITS), np.arange(_BUCKETS + 1, dtype=np.uint64))
         for bucket in np.flatnonzero(bounds[1:] > bounds[:-1]):
             start, stop = bounds[bucket], bounds[bucket + 1]
             found, where = self._probe(bucket, hi[start:stop], lo[start:stop])
@@ -71,7 +68,7 @@ class SeenKeys:
         at = np.minimum(first, len(seen_hi) - 1)
         same_hi = seen_hi[at] == hi
         found = same_hi & (seen_lo[at] == lo)
-        # Keys that share a hi (different identifiers, about once in 2^60) sit side by side: check them all.
+        # Keys that share a hi (different identifiers, about once in 2^64) sit side by side: check them all.
         for row in np.flatnonzero(same_hi & ~found):
             last = np.searchsorted(seen_hi, hi[row], side="right")
             found[row] = bool((seen_lo[first[row]:last] == lo[row]).any())

@@ -22,6 +22,7 @@ ADD, REMOVE, FORGET = "add", "remove", "forget"
 PLAN_ROW_SCHEMA = {"batch": pl.UInt32, HASHED_IDENTIFIER: pl.String, "effect": pl.String}
 BATCH_SCHEMA = {"batch": pl.UInt32, "digest": pl.String, "action": pl.String, "records": pl.UInt32}
 ACCEPTED, REFUSED = "accepted", "rejected"  # a batch's outcome; anything else leaves its rows as they were
+_POSITION = "_position"
 
 
 def sink(frame: pl.LazyFrame, path: Path) -> Path:
@@ -99,8 +100,8 @@ def difference(prepared: Path, state: Path | None, identifier: pl.Expr, mirror: 
 def batch_table(requests: Path | None, batch_size: int, first_index: int, action: str | None) -> pl.DataFrame:
     """batch, digest, action, records for the deterministic batches of `requests` (file order, `batch_size` each).
 
-    The digest is batching.batch_digest's (SHA-256 of the sorted wire identifiers joined by newlines), computed
-    by polars for every batch at once.
+    The digest is batching.batch_digest's (SHA-256 of the wire identifiers in file order joined by newlines),
+    computed by polars for every batch at once.
     """
     if requests is None or count_rows(requests) == 0:
         return pl.DataFrame(schema=BATCH_SCHEMA)
@@ -109,7 +110,8 @@ def batch_table(requests: Path | None, batch_size: int, first_index: int, action
         table = rows.select("batch", pl.col(WIRE).chash.sha2_256().alias("digest"), pl.lit(1, pl.UInt32).alias("records"))
     else:
         table = rows.group_by("batch").agg(
-            pl.col(WIRE).sort().str.join("\n").chash.sha2_256().alias("digest"), pl.len().cast(pl.UInt32).alias("records"),
+            # sort_by: a streaming group_by does not promise to keep the rows of a group in file order.
+            pl.col(WIRE).sort_by(_POSITION).str.join("\n").chash.sha2_256().alias("digest"), pl.len().cast(pl.UInt32).alias("records"),
         )
     return (table.with_columns(pl.lit(action, pl.String).alias("action")).select(list(BATCH_SCHEMA))
             .sort("batch").collect(engine="streaming"))
@@ -129,8 +131,8 @@ def plan_rows(diff: Difference, identifier: pl.Expr, batch_size: int, left_first
 
 def _numbered(requests: Path, batch_size: int, first_index: int) -> pl.LazyFrame:
     """Each row's batch: the runner cuts batches of exactly `batch_size` rows in file order."""
-    numbered = pl.scan_parquet(requests).with_row_index("_position")
-    return numbered.with_columns((pl.col("_position") // batch_size + first_index).cast(pl.UInt32).alias("batch")).drop("_position")
+    numbered = pl.scan_parquet(requests).with_row_index(_POSITION)
+    return numbered.with_columns((pl.col(_POSITION) // batch_size + first_index).cast(pl.UInt32).alias("batch"))
 
 
 @dataclass(frozen=True)

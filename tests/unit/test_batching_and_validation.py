@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import polars as pl
@@ -22,8 +23,9 @@ def test_batches_are_exact_and_stable(tmp_path: Path) -> None:
     assert [i for b in first for i in b.identifiers] == [f"id{i:05d}" for i in range(25_001)]
 
 
-def test_digest_ignores_order_but_not_content() -> None:
-    assert batch_digest(["b", "a"]) == batch_digest(["a", "b"])
+def test_digest_is_of_the_identifiers_in_the_order_sent() -> None:
+    assert batch_digest(["a", "b"]) == hashlib.sha256(b"a\nb").hexdigest()
+    assert batch_digest(["b", "a"]) != batch_digest(["a", "b"])
     assert batch_digest(["a", "b"]) != batch_digest(["a", "c"])
 
 

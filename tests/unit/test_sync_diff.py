@@ -63,7 +63,7 @@ def test_difference_is_set_arithmetic_in_file_order(in_file, accepted, rejected)
                        unique=True, min_size=1, max_size=60),
        batch_size=st.integers(1, 25))
 def test_planned_digests_are_the_digests_of_the_batches_sent(values, batch_size) -> None:
-    """polars' sorted-join digest equals batching.batch_digest for every batch, unicode included."""
+    """polars' per-batch digest equals batching.batch_digest for every batch, unicode included."""
     with tempfile.TemporaryDirectory() as scratch:
         path = write_requests(Path(scratch), values)
         planned = batch_table(path, batch_size, first_index=7, action="include")
