@@ -17,7 +17,7 @@ from pipeline.batching import WIRE, Batch, cut_batches
 from pipeline.errors import InputError
 from pipeline.prepare.dedupe import HI, LO, SeenKeys, key_columns
 from pipeline.prepare.prepared import CHUNK_ROWS, DEFAULT_NORMALISERS, PreparedInput, RowPlan, safe_reason
-from pipeline.prepare.schemas import ROW_LEVEL, failing_rows, identifier_schema, valid_expression
+from pipeline.prepare.schemas import CERTAINLY_VALID_RAW, ROW_LEVEL, failing_rows, identifier_schema, valid_expression
 from pipeline.rejects import RejectsWriter
 from pipeline.sources.local import FILE_INDEX, ROW_NUMBER, SourceFrame
 
@@ -88,7 +88,8 @@ class PreparedStream:
         reasons = _Reasons(self.rejects, identifier_schema(validated, plan.nullable, plan.row_rules), validated)
         held: list[pl.DataFrame] = []
         try:
-            self._judge_whole_file(query.select(pl.len().alias("rows"), (~rules_pass).sum().alias("invalid")))
+            self._judge_whole_file(query.select(pl.len().alias("rows"), (~rules_pass).sum().alias("invalid")),
+                                   self._certainly_valid(roles))
             for chunk in query.collect_batches(chunk_size=self.chunk_rows):
                 self.rows_read += chunk.height
                 # The fast expression decides; pandera names each flagged row's reason, many chunks at a time.
@@ -122,11 +123,26 @@ class PreparedStream:
             raise InputError(f"no valid identifiers to send; see {self.rejects_location}. Nothing was sent.")
         self.complete = True
 
-    def _judge_whole_file(self, counts: pl.LazyFrame) -> None:
-        """The reject threshold, judged on the whole file before the first batch: a cheap streaming pass that
-        only normalises and applies the validity rules (no hashing, no pandera), so a file that is mostly
-        invalid sends nothing, whatever order its bad rows come in."""
-        rows, invalid = counts.collect(engine="streaming").row(0)
+    def _certainly_valid(self, roles: list[str]) -> pl.Expr | None:
+        """True for raw rows that are valid for sure; None when the plan's rules or normalisers are not the plain ones."""
+        plan = self.plan
+        if plan.derived or plan.row_rules or plan.nullable or any(r in plan.normalisers or r not in CERTAINLY_VALID_RAW for r in roles):
+            return None
+        return pl.all_horizontal(CERTAINLY_VALID_RAW[role](pl.col(role)).fill_null(False) for role in roles)
+
+    def _judge_whole_file(self, exact_counts: pl.LazyFrame, certainly_valid: pl.Expr | None) -> None:
+        """The reject threshold, judged on the whole file before the first batch, so a file that is mostly
+        invalid sends nothing, whatever order its bad rows come in.
+
+        A streaming pass without hashing or pandera. First, where the plan allows, one regex per raw row
+        (`CERTAINLY_VALID_RAW`): if the rows it cannot vouch for are within the threshold, so are the invalid
+        ones. Otherwise the rows are normalised and judged exactly.
+        """
+        if certainly_valid is not None:
+            rows, uncertain = self.source.frame.select(pl.len(), (~certainly_valid).sum()).collect(engine="streaming").row(0)
+            if rows and uncertain / rows <= self.max_reject_fraction:
+                return
+        rows, invalid = exact_counts.collect(engine="streaming").row(0)
         if not rows:
             raise InputError(f"source: {_describe(self.source)} has no data rows (header only?)")
         fraction = invalid / rows

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.prepare.normalise import normalise_email, normalise_token, strip_hash
-from pipeline.prepare.schemas import failing_rows, row_rule, valid_expression
+from pipeline.prepare.schemas import CERTAINLY_VALID_RAW, failing_rows, row_rule, valid_expression
 
 values = st.one_of(
     st.none(),
@@ -42,3 +42,28 @@ def test_multi_column_rows_with_row_rules(rows) -> None:
         row_rule(pl.any_horizontal([pl.col(c).is_not_null() for c in ("email", "phone", "sha256")]), "empty"),
     ]
     agree(frame, ["request_type", "email", "phone", "sha256"], nullable=True, rules=rules)
+
+
+raw_emails = st.one_of(
+    st.text(alphabet=st.sampled_from(list("aAzZ09@.+-_' \t\n\x00\x1f\u00fc\u00a0\u200bİẞ")), max_size=40),
+    st.builds(lambda local, domain, pad: f"{pad}{local}@{domain}{pad[::-1]}",
+              st.text(alphabet=st.sampled_from(list("aZ9.+_-' İ\x00\x7f@")), min_size=1, max_size=300),
+              st.text(alphabet=st.sampled_from(list("a9-.Z \u00fc\x1f")), min_size=1, max_size=20),
+              st.sampled_from(["", " ", "\t", " \t ", "\u00a0"])),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(raw_emails, min_size=1, max_size=30))
+def test_certainly_valid_raw_emails_are_valid_once_normalised(cells) -> None:
+    """The reject threshold trusts CERTAINLY_VALID_RAW: it must never vouch for a row the rules reject."""
+    frame = pl.DataFrame({"email": cells}, schema={"email": pl.String})
+    certain = frame.select(CERTAINLY_VALID_RAW["email"](pl.col("email")).fill_null(False)).to_series()
+    valid = frame.select(normalise_email("email")).select(valid_expression(["email"])).to_series()
+    assert not [cell for cell, vouched, ok in zip(cells, certain, valid) if vouched and not ok]
+
+
+def test_certainly_valid_vouches_for_plain_addresses_only() -> None:
+    cells = ["  John.Doe+x@Example.COM\t", "a@b.co", "a b@c.co", "ü@b.co", "a@b", "x" * 250 + "@b.co", None]
+    certain = pl.DataFrame({"email": cells}).select(CERTAINLY_VALID_RAW["email"](pl.col("email")).fill_null(False))
+    assert certain.to_series().to_list() == [True, True, False, False, False, False, False]
