@@ -8,13 +8,30 @@ never disagree. Validate DataFrames, not LazyFrames: pandera skips data checks o
 
 from __future__ import annotations
 
+import importlib
+import threading
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
-import pandera.polars as pa
 import polars as pl
 
 from pipeline.prepare.hashing import BASE64_SHA256, HEX_SHA256
+
+if TYPE_CHECKING:
+    import pandera.polars as pa
+
+
+def _pandera():  # noqa: ANN202
+    # Imported when first needed: pandera imports pandas at import time whenever pandas is installed (about a
+    # second, as on a typical Airflow worker), and most of a run does not need it.
+    import pandera.polars
+
+    return pandera.polars
+
+
+def preload_pandera() -> None:
+    """Import pandera in the background (the GIL is free while polars reads), before reasons are needed."""
+    threading.Thread(target=importlib.import_module, args=("pandera.polars",), name="preload-pandera", daemon=True).start()
 
 _CONTROL = r"[\x00-\x1f\x7f]"
 _EMAIL = r"^[^@\x00-\x1f\x7f]+@[^@\x00-\x1f\x7f.]+(\.[^@\x00-\x1f\x7f.]+)+$"
@@ -79,6 +96,8 @@ def row_rule(ok: pl.Expr, reason: str) -> RowRule:
 
 
 def identifier_schema(roles: list[str], nullable: bool = False, row_rules: list[RowRule] | None = None) -> pa.DataFrameSchema:
+    pa = _pandera()
+
     def column_check(rule: Rule) -> pa.Check:
         return pa.Check(lambda data: data.lazyframe.select(rule.test(pl.col(data.key))), error=rule.reason)
 
@@ -106,6 +125,7 @@ def valid_expression(roles: list[str], nullable: bool = False, row_rules: list[R
 def failing_rows(frame: pl.DataFrame, roles: list[str], nullable: bool = False, row_rules: list[RowRule] | None = None,
                  schema: pa.DataFrameSchema | None = None) -> pl.DataFrame:
     """Rows of `frame` that fail validation: (position, role, reason), one per row (its first failure)."""
+    pa = _pandera()
     try:
         (schema or identifier_schema(roles, nullable, row_rules)).validate(frame, lazy=True)
     except pa.errors.SchemaErrors as errors:

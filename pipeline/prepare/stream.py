@@ -8,16 +8,17 @@ and memory depends on the chunk and batch sizes, not on the file. Counts are com
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
-import pandera.polars as pa
 import polars as pl
 
 from pipeline.batching import WIRE, Batch, cut_batches
 from pipeline.errors import InputError
 from pipeline.prepare.dedupe import HI, LO, SeenKeys, key_columns
 from pipeline.prepare.prepared import CHUNK_ROWS, DEFAULT_NORMALISERS, PreparedInput, RowPlan, safe_reason
-from pipeline.prepare.schemas import CERTAINLY_VALID_RAW, ROW_LEVEL, failing_rows, identifier_schema, valid_expression
+from pipeline.prepare.schemas import (
+    CERTAINLY_VALID_RAW, ROW_LEVEL, failing_rows, identifier_schema, preload_pandera, valid_expression,
+)
 from pipeline.rejects import RejectsWriter
 from pipeline.sources.local import FILE_INDEX, ROW_NUMBER, SourceFrame
 
@@ -85,7 +86,8 @@ class PreparedStream:
         )
         kept_columns = [_name(e) for e in outputs]
         flagged_columns = [FILE_INDEX, ROW_NUMBER, *validated, _RULES_PASS]
-        reasons = _Reasons(self.rejects, identifier_schema(validated, plan.nullable, plan.row_rules), validated)
+        preload_pandera()
+        reasons = _Reasons(self.rejects, lambda: identifier_schema(validated, plan.nullable, plan.row_rules), validated)
         held: list[pl.DataFrame] = []
         try:
             self._judge_whole_file(query.select(pl.len().alias("rows"), (~rules_pass).sum().alias("invalid")),
@@ -196,8 +198,9 @@ class _Reasons:
     rejects.csv, never a batch.
     """
 
-    def __init__(self, rejects: RejectsWriter, schema: pa.DataFrameSchema, validated: list[str]):
-        self.rejects, self.schema, self.validated = rejects, schema, validated
+    def __init__(self, rejects: RejectsWriter, schema: Callable[[], object], validated: list[str]):
+        self.rejects, self.validated = rejects, validated
+        self._schema_factory, self._schema = schema, None  # built once, on first use
         self._held: list[pl.DataFrame] = []
         self._rows = 0
 
@@ -213,7 +216,8 @@ class _Reasons:
             return
         flagged = pl.concat(self._held)
         self._held, self._rows = [], 0
-        found = failing_rows(flagged.select(self.validated), self.validated, schema=self.schema)
+        self._schema = self._schema or self._schema_factory()
+        found = failing_rows(flagged.select(self.validated), self.validated, schema=self._schema)
         unnamed = flagged.with_row_index("position").filter(~pl.col("position").is_in(found["position"].implode()))
         if unnamed.height:  # never silent, though test_validation_agreement proves the two judgements agree
             found = pl.concat([found, unnamed.select(
