@@ -59,6 +59,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("DELETE")
 
     def _dispatch(self, method: str) -> None:
+        arrived = time.monotonic()  # headers read; the body may take a while longer
         parts = urlsplit(self.path)
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if parts.path.startswith("/_sandbox/"):
@@ -69,13 +70,13 @@ class _Handler(BaseHTTPRequestHandler):
             if candidate.method == method and match:
                 call = Call(method, parts.path, match.groupdict(), dict(parse_qsl(parts.query)),
                             {k.lower(): v for k, v in self.headers.items()}, body, self.server.state)
-                self._serve(candidate, call)
+                self._serve(candidate, call, arrived)
                 return
         self._send(Reply(404, {"error": f"no route for {method} {parts.path}"}))
 
-    def _serve(self, candidate: Route, call: Call) -> None:
+    def _serve(self, candidate: Route, call: Call, arrived: float) -> None:
         state, family = self.server.state, candidate.family
-        violation = state.enter(family)
+        violation = state.enter(family, arrived)
         left = False
 
         def leave() -> None:

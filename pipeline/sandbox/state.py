@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -41,9 +41,15 @@ class Credentials:
 JITTER_ALLOWANCE_SECONDS = 0.025
 
 
+def _busiest_window(starts: list[float], at: float, window: float) -> int:
+    """The most starts in any window of `window` seconds that contains the start at `at` (`starts` sorted)."""
+    first = bisect.bisect_right(starts, at - window)
+    return max(bisect.bisect_left(starts, begin + window) - i for i, begin in enumerate(starts[first:bisect.bisect_right(starts, at)], first))
+
+
 @dataclass
 class FamilyCounters:
-    starts: deque[float] = field(default_factory=deque)
+    starts: list[float] = field(default_factory=list)  # recent arrivals, sorted
     in_flight: int = 0
     max_in_flight: int = 0
     max_starts_in_window: int = 0
@@ -79,26 +85,31 @@ class SandboxState:
         with self.lock:
             self.clock_offset += seconds
 
-    def enter(self, family: str) -> str | None:
-        """Count a request's start; return a violation description when it breaks the family's limits."""
-        now = time.monotonic()
+    def enter(self, family: str, arrived: float | None = None) -> str | None:
+        """Count a request's start; return a violation description when it breaks the family's limits.
+
+        A start is the request's arrival (`arrived`, taken when its headers were read), the way a gateway's rate
+        limiter counts: not when a 6 MB body has finished uploading, which depends on how busy both ends are.
+        Requests are counted in arrival order even when a slower body makes one reach this point later.
+        """
+        at = time.monotonic() if arrived is None else arrived
         limits = self.limits.get(family)
         with self.lock:
             counters = self.counters.setdefault(family, FamilyCounters())
             counters.in_flight += 1
             counters.max_in_flight = max(counters.max_in_flight, counters.in_flight)
             violation = None
+            bisect.insort(counters.starts, at)
             if limits is not None:
                 capacity = max(1, math.floor(limits.requests_per_second))
                 window = max(1.0, capacity / limits.requests_per_second) - JITTER_ALLOWANCE_SECONDS
-                while counters.starts and now - counters.starts[0] >= window:
-                    counters.starts.popleft()
-                if len(counters.starts) >= capacity:
+                del counters.starts[:bisect.bisect_left(counters.starts, counters.starts[-1] - 2 * window)]
+                busiest = _busiest_window(counters.starts, at, window)
+                counters.max_starts_in_window = max(counters.max_starts_in_window, busiest)
+                if busiest > capacity:
                     violation = f"more than {capacity} requests started within {window:g}s"
                 elif counters.in_flight > limits.concurrency:
                     violation = f"more than {limits.concurrency} requests in flight"
-            counters.starts.append(now)
-            counters.max_starts_in_window = max(counters.max_starts_in_window, len(counters.starts))
             if violation:
                 self.violations.append({"family": family, "violation": violation, "at": time.time()})
             return violation

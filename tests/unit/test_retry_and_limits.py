@@ -74,3 +74,38 @@ def test_fractional_rate() -> None:
         between_one_and_two.acquire()
         starts.append(clock.now)
     assert all(later - earlier >= 1.0 for earlier, later in zip(starts, starts[1:]))  # never two in one second
+
+
+def _sandbox_state(requests_per_second: float = 4, concurrency: int = 10):
+    from pipeline.sandbox.state import Credentials, FamilyLimits, SandboxState
+
+    return SandboxState({"family": FamilyLimits(requests_per_second, concurrency)}, Credentials())
+
+
+def _enter(state, arrivals: list[float]) -> list[str | None]:
+    answers = []
+    for at in arrivals:
+        answers.append(state.enter("family", at))
+        state.leave("family")
+    return answers
+
+
+def test_sandbox_counts_a_fifth_start_within_a_second_as_a_violation() -> None:
+    state = _sandbox_state()
+    assert _enter(state, [0.0, 0.1, 0.2, 0.3]) == [None] * 4
+    assert _enter(state, [0.9])[0] is not None
+    assert state.violations and state.counters["family"].max_starts_in_window == 5
+
+
+def test_sandbox_counts_arrivals_in_arrival_order_even_when_recorded_late() -> None:
+    """A request whose body took longer to read is counted at its arrival, before one recorded earlier."""
+    state = _sandbox_state()
+    assert _enter(state, [10.0, 10.2, 10.4, 10.6]) == [None] * 4
+    assert _enter(state, [9.95])[0] is not None  # recorded last, but it arrived within the same second as the four
+
+
+def test_sandbox_accepts_a_client_that_keeps_to_the_limit() -> None:
+    state = _sandbox_state()
+    arrivals = [group * 1.0 + offset for group in range(5) for offset in (0.0, 0.01, 0.02, 0.03)]
+    assert _enter(state, arrivals) == [None] * len(arrivals)
+    assert state.counters["family"].max_starts_in_window == 4
