@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from pipeline.batching import WIRE, Batch, cut_batches
 from pipeline.errors import InputError
@@ -156,10 +157,23 @@ class PreparedStream:
             )
 
     def materialise(self, path: Path) -> PreparedInput:
-        """Drain the stream into one Parquet file of request rows (for modes that diff the whole set)."""
-        frames = list(self._held) if self._held is not None else list(self._new_rows())
-        columns = [_name(e) for e in self.plan.outputs]
-        (pl.concat(frames) if frames else pl.DataFrame(schema={c: pl.String for c in columns})).write_parquet(path)
+        """Drain the stream into one Parquet file of request rows (for modes that diff the whole set).
+
+        Written chunk by chunk (one row group each), so memory stays what the stream needs, whatever the file size.
+        """
+        frames = iter(self._held) if self._held is not None else self._new_rows()
+        empty = pl.DataFrame(schema={_name(e): pl.String for e in self.plan.outputs})
+        writer: pq.ParquetWriter | None = None
+        try:
+            for frame in frames:
+                table = frame.to_arrow(compat_level=pl.CompatLevel.oldest())
+                writer = writer or pq.ParquetWriter(path, table.schema, compression="lz4")
+                writer.write_table(table)
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            empty.write_parquet(path)
         return PreparedInput(
             rows_read=self.rows_read, rows_rejected=self.rows_rejected, duplicates_dropped=self.duplicates_dropped,
             superseded=self.superseded, identifiers=self.identifiers, unique_path=path, files=self.source.files,

@@ -12,7 +12,7 @@ from pathlib import Path
 import polars as pl
 import polars_hash  # noqa: F401  (registers the .chash namespace)
 
-from pipeline.batching import WIRE
+from pipeline.batching import WIRE, iter_batches
 from pipeline.sync.identity import HASHED_IDENTIFIER
 
 REJECTED = "rejected"
@@ -22,7 +22,6 @@ ADD, REMOVE, FORGET = "add", "remove", "forget"
 PLAN_ROW_SCHEMA = {"batch": pl.UInt32, HASHED_IDENTIFIER: pl.String, "effect": pl.String}
 BATCH_SCHEMA = {"batch": pl.UInt32, "digest": pl.String, "action": pl.String, "records": pl.UInt32}
 ACCEPTED, REFUSED = "accepted", "rejected"  # a batch's outcome; anything else leaves its rows as they were
-_POSITION = "_position"
 
 
 def sink(frame: pl.LazyFrame, path: Path) -> Path:
@@ -100,21 +99,19 @@ def difference(prepared: Path, state: Path | None, identifier: pl.Expr, mirror: 
 def batch_table(requests: Path | None, batch_size: int, first_index: int, action: str | None) -> pl.DataFrame:
     """batch, digest, action, records for the deterministic batches of `requests` (file order, `batch_size` each).
 
-    The digest is batching.batch_digest's (SHA-256 of the wire identifiers in file order joined by newlines),
-    computed by polars for every batch at once.
+    The digest is batching.batch_digest's, from the very batches the run will send, one batch in memory at a
+    time (a group_by joining every batch's identifiers held the whole set: 2.6 GiB at 10M rows). One-subject
+    requests (batch size 1) are digested by polars in one streaming pass.
     """
     if requests is None or count_rows(requests) == 0:
         return pl.DataFrame(schema=BATCH_SCHEMA)
-    rows = _numbered(requests, batch_size, first_index)
     if batch_size == 1:
-        table = rows.select("batch", pl.col(WIRE).chash.sha2_256().alias("digest"), pl.lit(1, pl.UInt32).alias("records"))
-    else:
-        table = rows.group_by("batch").agg(
-            # sort_by: a streaming group_by does not promise to keep the rows of a group in file order.
-            pl.col(WIRE).sort_by(_POSITION).str.join("\n").chash.sha2_256().alias("digest"), pl.len().cast(pl.UInt32).alias("records"),
-        )
-    return (table.with_columns(pl.lit(action, pl.String).alias("action")).select(list(BATCH_SCHEMA))
-            .sort("batch").collect(engine="streaming"))
+        return (_numbered(requests, batch_size, first_index)
+                .select("batch", pl.col(WIRE).chash.sha2_256().alias("digest"), pl.lit(action, pl.String).alias("action"),
+                        pl.lit(1, pl.UInt32).alias("records"))
+                .collect(engine="streaming"))
+    rows = [(first_index + batch.index, batch.digest, action, batch.records) for batch in iter_batches(requests, batch_size)]
+    return pl.DataFrame(rows, schema=BATCH_SCHEMA, orient="row")
 
 
 def plan_rows(diff: Difference, identifier: pl.Expr, batch_size: int, left_first_index: int, path: Path) -> Path:
@@ -131,8 +128,8 @@ def plan_rows(diff: Difference, identifier: pl.Expr, batch_size: int, left_first
 
 def _numbered(requests: Path, batch_size: int, first_index: int) -> pl.LazyFrame:
     """Each row's batch: the runner cuts batches of exactly `batch_size` rows in file order."""
-    numbered = pl.scan_parquet(requests).with_row_index(_POSITION)
-    return numbered.with_columns((pl.col(_POSITION) // batch_size + first_index).cast(pl.UInt32).alias("batch"))
+    numbered = pl.scan_parquet(requests).with_row_index("_position")
+    return numbered.with_columns((pl.col("_position") // batch_size + first_index).cast(pl.UInt32).alias("batch")).drop("_position")
 
 
 @dataclass(frozen=True)
