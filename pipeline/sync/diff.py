@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-import polars_hash  # noqa: F401  (registers the .chash namespace)
+import polars_hash  # noqa: F401  (registers the .chash and .nchash namespaces)
 
 from pipeline.batching import WIRE, iter_batches
 from pipeline.sync.identity import HASHED_IDENTIFIER
@@ -22,6 +22,7 @@ ADD, REMOVE, FORGET = "add", "remove", "forget"
 PLAN_ROW_SCHEMA = {"batch": pl.UInt32, HASHED_IDENTIFIER: pl.String, "effect": pl.String}
 BATCH_SCHEMA = {"batch": pl.UInt32, "digest": pl.String, "action": pl.String, "records": pl.UInt32}
 ACCEPTED, REFUSED = "accepted", "rejected"  # a batch's outcome; anything else leaves its rows as they were
+JOIN_KEY = "_join_key"
 
 
 def sink(frame: pl.LazyFrame, path: Path) -> Path:
@@ -70,30 +71,40 @@ def difference(prepared: Path, state: Path | None, identifier: pl.Expr, mirror: 
         return Difference(prepared, None, None, in_file, in_file, 0, 0, 0, 0)
     requests = pl.scan_parquet(prepared)
     columns = requests.collect_schema().names()
-    keyed = requests.with_columns(identifier.alias(HASHED_IDENTIFIER))
-    known = read_state(state)
+    keyed = _with_join_key(requests.with_columns(identifier.alias(HASHED_IDENTIFIER)))
+    known = _with_join_key(read_state(state))
     counts = state_counts(state)
-    new_path = sink(keyed.join(known.select(HASHED_IDENTIFIER), on=HASHED_IDENTIFIER, how="anti", maintain_order="left")
+    new_path = sink(keyed.join(known.select(JOIN_KEY), on=JOIN_KEY, how="anti", maintain_order="left")
                     .select(columns), workdir / "new.parquet")
-    in_the_file = keyed.select(HASHED_IDENTIFIER)
-    rejected = known.filter(pl.col(REJECTED)).select(HASHED_IDENTIFIER)
+    in_the_file = keyed.select(JOIN_KEY)
+    rejected = known.filter(pl.col(REJECTED))
     skipped = forgotten_count = 0
     forgotten_path = None
     if counts["rejected"]:  # usually none: then two passes over 20M rows are not needed
-        skipped = in_the_file.join(rejected, on=HASHED_IDENTIFIER, how="semi").select(pl.len()).collect(engine="streaming").item()
+        skipped = in_the_file.join(rejected.select(JOIN_KEY), on=JOIN_KEY, how="semi").select(pl.len()).collect(engine="streaming").item()
         if mirror:
-            forgotten_path = sink(rejected.join(in_the_file, on=HASHED_IDENTIFIER, how="anti"), workdir / "forgotten.parquet")
+            forgotten_path = sink(rejected.join(in_the_file, on=JOIN_KEY, how="anti").select(HASHED_IDENTIFIER),
+                                  workdir / "forgotten.parquet")
             forgotten_count = count_rows(forgotten_path)
     new_count = count_rows(new_path)
     if not mirror:
         return Difference(new_path, None, None, in_file, new_count, skipped, 0, 0, 0)
 
-    accepted = known.filter(~pl.col(REJECTED)).select(HASHED_IDENTIFIER)
+    accepted = known.filter(~pl.col(REJECTED)).select(HASHED_IDENTIFIER, JOIN_KEY)
     # Mirror sends hex SHA-256 on the wire (config enforces send: sha256), so the state's identifier is the wire one.
-    left_path = sink(accepted.join(in_the_file, on=HASHED_IDENTIFIER, how="anti", maintain_order="left")
+    left_path = sink(accepted.join(in_the_file, on=JOIN_KEY, how="anti", maintain_order="left")
                      .select(pl.col(HASHED_IDENTIFIER).alias(WIRE)), workdir / "left.parquet")
     return Difference(new_path, left_path, forgotten_path, in_file, new_count, skipped, count_rows(left_path),
                       forgotten_count, counts["identifiers"])
+
+
+def _with_join_key(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """`frame` with a 128-bit XXH3 of its hashed identifier, to join on.
+
+    A join holds its build side's keys in memory: 16 bytes a row instead of a 64-character string (and its
+    view). Two different identifiers share a key with probability about n²/2^129: never in practice.
+    """
+    return frame.with_columns(pl.col(HASHED_IDENTIFIER).nchash.xxh3_128().alias(JOIN_KEY))
 
 
 def batch_table(requests: Path | None, batch_size: int, first_index: int, action: str | None) -> pl.DataFrame:
