@@ -37,7 +37,7 @@ class Credentials:
 
 
 # Arrival jitter the sandbox forgives when counting starts per window: a compliant client's requests can reach
-# a busy server a few milliseconds apart from how they left. The client keeps a wider margin (30 ms).
+# a busy server a few milliseconds apart from how they left. The client keeps a wider margin (50 ms).
 JITTER_ALLOWANCE_SECONDS = 0.025
 
 
