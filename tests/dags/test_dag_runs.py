@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 import pytest
 
+from pipeline.batching import batch_digest
 from tests.conftest import ROOT, received_identifiers
 from tests.integration.test_audience_run import expected_hex
 
@@ -212,7 +213,6 @@ bag.get_dag(dag_id).test(logical_date=when, run_after=when)
 def test_after_a_worker_crash_the_rerun_resumes_and_never_resends_a_recorded_batch(
     dagbag, sandbox, rokt_connection, job_paths,
 ) -> None:
-    import hashlib
     import os
     import signal
     import subprocess
@@ -248,7 +248,7 @@ def test_after_a_worker_crash_the_rerun_resumes_and_never_resends_a_recorded_bat
     assert dag_run.state == "success" and dag_run.run_id == run_dir.name  # the same ledger run, resumed
     state = sandbox.state()
     assert set(received_identifiers(state)) == expected_hex(CUSTOMERS_CSV)  # everything arrived
-    received = [hashlib.sha256("\n".join(sorted(r["identifiers"])).encode()).hexdigest() for r in state["received"]]
+    received = [batch_digest(r["identifiers"]) for r in state["received"]]
     for line in recorded:
         assert received.count(line["digest"]) == 1, f"batch {line['batch']} was on record and was sent again"
     assert len(received) <= 5 + 2  # at most the batches in flight at the crash (the task's share: 2) went twice
