@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -25,9 +24,20 @@ class Batch:
     def records(self) -> int:
         return len(self.identifiers)
 
-    @cached_property
+    @property
     def digest(self) -> str:
-        """batch_digest of the identifiers; computed on first use, so in the sending threads, off the data path."""
+        """batch_digest of the identifiers; computed on first use, so in the sending threads, off the data path.
+
+        Cached by hand: on Python 3.11 functools.cached_property holds one lock for every instance, which would
+        make the sending threads compute digests one at a time. Two threads may compute the same value twice.
+        """
+        cached = self.__dict__.get("_digest")
+        if cached is None:
+            cached = self._compute_digest()
+            object.__setattr__(self, "_digest", cached)  # frozen dataclass: set once, to the only possible value
+        return cached
+
+    def _compute_digest(self) -> str:
         values = self.identifiers
         if isinstance(values, pl.Series):  # the same bytes as batch_digest, joined by polars
             # As Binary, .item() copies the bytes once instead of decoding a str and encoding it again.

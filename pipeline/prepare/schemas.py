@@ -73,6 +73,8 @@ COLUMN_RULES: dict[str, list[Rule]] = {
 }
 
 
+assert all(any(not rule.implied for rule in rules) for rules in COLUMN_RULES.values()), "each column needs a deciding rule"
+
 # A cheap test on the *raw* value that implies its normalised form passes every rule of the column: plain
 # ASCII (any case, which normalisation lowers without changing its length) with at most spaces or tabs
 # around it (which normalisation removes). It lets the reject threshold be judged in one regex scan per

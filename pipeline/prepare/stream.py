@@ -1,5 +1,5 @@
-"""The data path as one stream: source -> normalise + hash (polars, streaming) -> validate each chunk
-(pandera) -> drop duplicates -> batches, yielded as soon as each is full.
+"""The data path as one stream: source -> normalise + hash + flag invalid rows (polars, streaming) -> drop
+duplicates -> batches, yielded as soon as each is full; pandera names the flagged rows' reasons on the side.
 
 The runner sends each batch while the next is being prepared, so the API is busy from the first seconds
 and memory depends on the chunk and batch sizes, not on the file. Counts are complete once the stream is.
@@ -106,12 +106,11 @@ class PreparedStream:
                 self.identifiers += fresh.height
                 if fresh.height:
                     yield fresh
-            reasons.write_all()
         except (pl.exceptions.PolarsError, OSError) as exc:
             raise InputError(f"source: cannot read {_describe(self.source)}: {safe_reason(exc)}") from None
         finally:
             try:
-                reasons.write_all()  # what was read before a failure is still reported
+                reasons.write_all()  # every flagged row read, also when the stream stops part way
             finally:
                 self.rejects.close()
         if self.rows_read == 0:
@@ -229,7 +228,6 @@ class _Reasons:
         if not self._held:
             return
         flagged = pl.concat(self._held)
-        self._held, self._rows = [], 0
         self._schema = self._schema or self._schema_factory()
         found = failing_rows(flagged.select(self.validated), self.validated, schema=self._schema)
         unnamed = flagged.with_row_index("position").filter(~pl.col("position").is_in(found["position"].implode()))
@@ -240,3 +238,4 @@ class _Reasons:
                 .otherwise(pl.lit("failed validation without a named reason (report this as a bug)")),
             )]).sort("position")
         self.rejects.write(flagged, found)
+        self._held, self._rows = [], 0

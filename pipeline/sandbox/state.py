@@ -44,7 +44,8 @@ JITTER_ALLOWANCE_SECONDS = 0.025
 def _busiest_window(starts: list[float], at: float, window: float) -> int:
     """The most starts in any window of `window` seconds that contains the start at `at` (`starts` sorted)."""
     first = bisect.bisect_right(starts, at - window)
-    return max(bisect.bisect_left(starts, begin + window) - i for i, begin in enumerate(starts[first:bisect.bisect_right(starts, at)], first))
+    return max((bisect.bisect_left(starts, begin + window) - i
+                for i, begin in enumerate(starts[first:bisect.bisect_right(starts, at)], first)), default=0)
 
 
 @dataclass
@@ -99,11 +100,12 @@ class SandboxState:
             counters.in_flight += 1
             counters.max_in_flight = max(counters.max_in_flight, counters.in_flight)
             violation = None
-            bisect.insort(counters.starts, at)
             if limits is not None:
                 capacity = max(1, math.floor(limits.requests_per_second))
                 window = max(1.0, capacity / limits.requests_per_second) - JITTER_ALLOWANCE_SECONDS
-                del counters.starts[:bisect.bisect_left(counters.starts, counters.starts[-1] - 2 * window)]
+                bisect.insort(counters.starts, at)
+                # Older starts can no longer share a window with this one or with any later arrival.
+                del counters.starts[:bisect.bisect_left(counters.starts, min(at, counters.starts[-1]) - 2 * window)]
                 busiest = _busiest_window(counters.starts, at, window)
                 counters.max_starts_in_window = max(counters.max_starts_in_window, busiest)
                 if busiest > capacity:

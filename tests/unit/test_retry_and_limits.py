@@ -109,3 +109,11 @@ def test_sandbox_accepts_a_client_that_keeps_to_the_limit() -> None:
     arrivals = [group * 1.0 + offset for group in range(5) for offset in (0.0, 0.01, 0.02, 0.03)]
     assert _enter(state, arrivals) == [None] * len(arrivals)
     assert state.counters["family"].max_starts_in_window == 4
+
+
+def test_sandbox_survives_a_request_counted_long_after_it_arrived() -> None:
+    """A slow upload reaches the counter seconds after its headers: counted, not crashed on, not leaked in flight."""
+    state = _sandbox_state(concurrency=1)
+    assert _enter(state, [10.0, 13.0]) == [None, None]
+    assert _enter(state, [8.0]) == [None]
+    assert state.counters["family"].in_flight == 0
