@@ -127,13 +127,16 @@ class Sender:
             outcome.attempts += 1
             response = None
             try:
+                # Prepared (headers, auth, proxies, CA bundle) before the slot too: between taking a rate start
+                # and the request reaching the server there is only the socket write, so the server sees the
+                # spacing the limiter made even when every core is busy.
+                prepared = self.session.prepare_request(requests.Request(
+                    request.method, request.url, headers={**request.headers, **self.endpoint.auth_headers()},
+                    data=body, params=request.params,
+                ))
+                settings = self.session.merge_environment_settings(prepared.url, {}, None, None, None)
                 with self.gate.slot():
-                    response = self.session.request(
-                        request.method, request.url,
-                        headers={**request.headers, **self.endpoint.auth_headers()},
-                        data=body, params=request.params,
-                        timeout=(CONNECT_TIMEOUT_SECONDS, self.timeout),
-                    )
+                    response = self.session.send(prepared, timeout=(CONNECT_TIMEOUT_SECONDS, self.timeout), **settings)
                 outcome.response = response
                 outcome.value = interpret(response)
                 outcome.error = None
