@@ -128,7 +128,8 @@ class PreparedStream:
     def _certainly_valid(self, roles: list[str]) -> pl.Expr | None:
         """True for raw rows that are valid for sure; None when the plan's rules or normalisers are not the plain ones."""
         plan = self.plan
-        if plan.derived or plan.row_rules or plan.nullable or any(r in plan.normalisers or r not in CERTAINLY_VALID_RAW for r in roles):
+        if not roles or plan.derived or plan.row_rules or plan.nullable or any(
+                r in plan.normalisers or r not in CERTAINLY_VALID_RAW for r in roles):
             return None
         return pl.all_horizontal(CERTAINLY_VALID_RAW[role](pl.col(role)).fill_null(False) for role in roles)
 
