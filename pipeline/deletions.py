@@ -95,10 +95,9 @@ def cancel_tasks(job: JobConfig, task_ids: list[str]) -> list[CancelOutcome]:
 def sync_run(job: JobConfig, run_id: str) -> dict[str, Any]:
     """Refresh the state of every task in a run's manifest and append one state line per task."""
     store = run_store(job, run_id)
-    ledger = open_ledger(store, job.output.ledger_flush_records, job.output.ledger_flush_seconds)
-    if not ledger.records:
-        ledger.close()
+    if not read_records(store)[0]:  # checked before opening the ledger, which would create the run's folder
         raise ConfigError(f"no manifest for run {run_id!r} at {store.uri}")
+    ledger = open_ledger(store, job.output.ledger_flush_records, job.output.ledger_flush_seconds)
     try:
         task_ids = [r["ids"]["taskId"] for r in ledger.records if r.get("status") == "accepted" and "taskId" in r.get("ids", {})]
         current = {t.task_id: t for t in list_tasks(job)}

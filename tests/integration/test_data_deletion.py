@@ -136,3 +136,14 @@ def test_the_two_encodings_never_cross_endpoints(tmp_path, fast_deletions, sandb
     assert all(len(h) == 64 and h == h.lower() for h in hexes)
     assert all(len(b) == 44 and b.endswith("=") for b in base64s)
     assert sorted(base64.b64encode(bytes.fromhex(h)).decode() for h in hexes) == sorted(base64s)
+
+
+def test_sync_of_an_unknown_run_leaves_nothing_behind(tmp_path, sandbox_env, monkeypatch) -> None:
+    from pipeline.errors import ConfigError
+
+    for name, value in sandbox_env.items():
+        monkeypatch.setenv(name, value)
+    job = load_job(write_job(tmp_path, deletion_job(tmp_path, SOURCE)))
+    with pytest.raises(ConfigError, match="no manifest for run 'typo'"):
+        sync_run(job, "typo")
+    assert not list((tmp_path / "out").rglob("typo"))
