@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ ROW_NUMBER = "__row"
 
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
+_LOOKS_LIKE_DATA = re.compile(r"@|\+?\d[\d ()-]{6,}")  # an email address or a phone number, never echoed
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,12 @@ def scan_file(path: str, fmt: str, columns: dict[str, str], *, delimiter: str, h
     missing = [column for column in columns.values() if column not in schema]
     if missing:
         available = [name for name in schema.names() if name != ROW_NUMBER]
+        if any(_LOOKS_LIKE_DATA.search(name) for name in available):
+            # A headerless file read with has_header: true: its "column names" are a customer's data row.
+            raise InputError(
+                f"source.columns: column {missing[0]!r} not found in {path}; its first line looks like data, not "
+                f"column names ({len(available)} columns): set source.has_header: false and map column_1, column_2, …"
+            )
         shown = ", ".join(repr(n) for n in available[:20]) + (" …" if len(available) > 20 else "")
         hint = " (is the delimiter right?)" if fmt == "csv" and len(available) == 1 else ""
         raise InputError(

@@ -85,3 +85,16 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("job: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML at line"):
         load_job(tmp_path / "bad.yaml")
+
+
+def test_a_headerless_file_read_with_a_header_never_echoes_its_first_row(tmp_path) -> None:
+    from pipeline.errors import InputError
+    from pipeline.sources.local import open_local_source
+
+    path = tmp_path / "export.csv"
+    path.write_text("jane.doe@example.com,+14155550101\njohn@example.com,+14155550102\n")
+    with pytest.raises(InputError) as raised:
+        open_local_source(str(path), None, {"email": "email"}, delimiter=",", has_header=True)
+    message = str(raised.value)
+    assert "jane.doe@example.com" not in message and "4155550101" not in message
+    assert "has_header: false" in message
