@@ -16,7 +16,7 @@ SUBJECT = "subject"
 @dataclass(frozen=True)
 class Batch:
     index: int  # 0-based, stable across runs of the same input
-    identifiers: Sequence[str]  # a list, or a polars Series (turned into a list only when a request is built)
+    identifiers: Sequence[str]  # a list, or a polars Series (encoded by polars when a request is built)
     subject: str | None = None  # one-subject endpoints: hex SHA-256 of the normalised identifier
     attributes: dict[str, str] | None = None  # one-subject endpoints: what the request is built from
 
@@ -43,11 +43,6 @@ class Batch:
             # As Binary, .item() copies the bytes once instead of decoding a str and encoding it again.
             return hashlib.sha256(values.str.join("\n").cast(pl.Binary).item()).hexdigest()
         return batch_digest(list(values))
-
-    def identifier_list(self) -> list[str]:
-        """The identifiers for a request body; called in the sending thread, off the data path."""
-        values = self.identifiers
-        return values.to_list() if isinstance(values, pl.Series) else list(values)
 
 
 def batch_digest(identifiers: list[str]) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, TypeVar
@@ -13,6 +12,7 @@ import urllib3.exceptions
 from pipeline.config import JobConfig
 from pipeline.endpoints.base import Endpoint, HttpRequest
 from pipeline.errors import CredentialsExpired, SendError, TerminalError, TransientError
+from pipeline.http.json_body import encode_json
 from pipeline.http.limits import RequestGate
 from pipeline.http.retry import RetryPolicy
 from pipeline.http.session import CONNECT_TIMEOUT_SECONDS, pooled_session
@@ -122,7 +122,7 @@ class Sender:
         refreshed = False
         # Serialised once, before any rate slot is taken: a 100,000-identifier body takes tens of milliseconds,
         # which would otherwise delay the request's arrival after its start was counted.
-        body = None if request.json is None else json.dumps(request.json, separators=(",", ":")).encode()
+        body = None if request.json is None else encode_json(request.json)
         while True:
             outcome.attempts += 1
             response = None

@@ -69,9 +69,9 @@ def test_planned_digests_are_the_digests_of_the_batches_sent(values, batch_size)
         planned = batch_table(path, batch_size, first_index=7, action="include")
         batches = list(iter_batches(path, batch_size))
         assert planned["batch"].to_list() == [7 + b.index for b in batches]
-        assert planned["digest"].to_list() == [batch_digest(b.identifier_list()) for b in batches]
+        assert planned["digest"].to_list() == [batch_digest(list(b.identifiers)) for b in batches]
         assert planned["records"].to_list() == [b.records for b in batches]
-        assert [v for b in batches for v in b.identifier_list()] == values
+        assert [v for b in batches for v in list(b.identifiers)] == values
 
 
 def test_fold_applies_only_settled_batches() -> None:

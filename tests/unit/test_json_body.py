@@ -1,0 +1,47 @@
+"""Request bodies whose identifier lists polars encodes are the JSON the same lists make through json.dumps."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.batching import Batch
+from pipeline.config import AudienceImportDestination
+from pipeline.endpoints.audience_import import AudienceImport
+from pipeline.http.json_body import encode_json
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(st.one_of(st.none(), st.text()), max_size=30), account=st.text(max_size=10))
+def test_any_strings_decode_to_the_same_body(values: list[str | None], account: str) -> None:
+    body = {"accountId": account, "ids": pl.Series(values, dtype=pl.String), "n": 3, "flag": True}
+    assert json.loads(encode_json(body)) == {"accountId": account, "ids": values, "n": 3, "flag": True}
+
+
+def test_wire_identifiers_encode_to_exactly_the_bytes_json_dumps_makes() -> None:
+    hexes = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(1000)]
+    body = {"action": "include", "accountId": "123", "sha256s": hexes}
+    expected = json.dumps(body, separators=(",", ":")).encode()
+    assert encode_json({**body, "sha256s": pl.Series(hexes)}) == expected
+    assert encode_json(body) == expected  # no Series: plain json.dumps
+
+
+def test_an_audience_request_from_a_series_batch_is_the_one_from_a_list_batch() -> None:
+    destination = AudienceImportDestination.model_validate({
+        "endpoint": "audience_import", "account_id": "123456789", "action": "include", "list": "US_Customers",
+        "credentials": {"public_key": "rpub-sandbox", "secret_key": "rsec-sandbox"},
+    })
+    endpoint = AudienceImport(destination, "email")
+    hexes = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(5)]
+    from_list = endpoint.build_request(Batch(0, hexes))
+    from_series = endpoint.build_request(Batch(0, pl.Series("wire", hexes)))
+    assert encode_json(from_series.json) == encode_json(from_list.json)
+    assert json.loads(encode_json(from_series.json))["sha256s"] == hexes
+
+
+def test_an_empty_series_is_an_empty_array() -> None:
+    assert encode_json({"ids": pl.Series([], dtype=pl.String)}) == b'{"ids":[]}'
