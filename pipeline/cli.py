@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -14,6 +15,23 @@ from pipeline.errors import PipelineError
 from pipeline.logs import configure_logging
 
 log = logging.getLogger("pipeline.cli")
+
+
+def run_and_exit() -> None:
+    """The console entry point: main(), then leave the process without tearing the interpreter down.
+
+    Everything a command writes is closed before main() returns; what is still buffered is flushed here.
+    Python's teardown of polars, numpy and a large run's data took 0.15-0.3 s after every command (a seventh
+    of a 1M-row dry run) and does nothing the next process needs.
+    """
+    code = main()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing left to say
+            pass
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
