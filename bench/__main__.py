@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--hash-rows", help="rows for item 5 (default 2M; --quick 1M)")
     parser.add_argument("--repeat", type=int, default=1, help="run each prepare measurement N times and keep the fastest")
     parser.add_argument("--with-pandas", action="store_true",
-                        help="run the pipeline with the baseline's pandas importable (pandera then imports it; see bench/_launch.py)")
+                        help="run the pipeline with the .venv's pandas and hypothesis importable (pandera then imports them; see bench/_launch.py)")
     parser.add_argument("--clean", action="store_true", help="delete .bench/ (generated data and runs) and exit")
     args = parser.parse_args(argv)
     quick = args.quick

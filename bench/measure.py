@@ -65,7 +65,7 @@ def run_child(argv: list[str], env: dict[str, str] | None = None, timeout: float
 
 
 def pipeline_argv(*args: str, with_pandas: bool = False) -> list[str]:
-    """`python -m pipeline ARGS`, through the launcher that hides the baseline's pandas (see _launch.py)."""
+    """`python -m pipeline ARGS`, through the launcher that hides pandas and hypothesis (see _launch.py)."""
     if with_pandas:
         return [sys.executable, "-m", "pipeline", *args]
     return [sys.executable, str(LAUNCHER), *args]
