@@ -285,4 +285,4 @@ def _sandbox(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_and_exit()

@@ -304,10 +304,11 @@ def _send_all(
     progress.start(stream.batches_total, stream.identifiers if stream.complete else None, skipped)
     started = False
     futures: deque[Future[None]] = deque()
+    batches = stream.batches()
     try:
         # Dry runs go through the workers too: a batch's digest is computed there, beside the data path.
         with ThreadPoolExecutor(max_workers=limits.concurrency, thread_name_prefix="send") as pool:
-            for batch in stream.batches():
+            for batch in batches:
                 if already_accepted(batch):
                     count("already_accepted")
                     continue
@@ -337,6 +338,9 @@ def _send_all(
         if dry_run:
             to_send = summary.batches - by_status.get("already_accepted", 0)
             summary.estimated_send_seconds = round(to_send / limits.requests_per_second, 1)
+        # When sending stops part way (a bug, Ctrl-C) the stream finishes rejects.csv now, before the run's counts
+        # and uploads, not whenever the interpreter frees it (the CLI leaves with os._exit).
+        batches.close()
 
 
 def _identifiers_left(ledger: LedgerBase, endpoint: Endpoint, identifiers: int) -> int:

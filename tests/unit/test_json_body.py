@@ -15,11 +15,20 @@ from pipeline.endpoints.audience_import import AudienceImport
 from pipeline.http.json_body import encode_json
 
 
-@settings(max_examples=200, deadline=None)
-@given(values=st.lists(st.one_of(st.none(), st.text()), max_size=30), account=st.text(max_size=10))
-def test_any_strings_decode_to_the_same_body(values: list[str | None], account: str) -> None:
-    body = {"accountId": account, "ids": pl.Series(values, dtype=pl.String), "n": 3, "flag": True}
-    assert json.loads(encode_json(body)) == {"accountId": account, "ids": values, "n": 3, "flag": True}
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.one_of(st.none(), st.text(), st.text(alphabet=st.characters(max_codepoint=127))), max_size=30),
+       account=st.text(max_size=10))
+def test_any_strings_encode_to_the_bytes_json_dumps_makes(values: list[str | None], account: str) -> None:
+    as_list = {"accountId": account, "ids": values, "n": 3, "flag": True}
+    as_series = {**as_list, "ids": pl.Series(values, dtype=pl.String)}
+    assert encode_json(as_series) == json.dumps(as_list, separators=(",", ":")).encode()
+
+
+def test_other_types_and_keys_go_through_json_dumps() -> None:
+    floats = [1.5, float("nan"), None]
+    assert encode_json({"x": pl.Series(floats)}) == json.dumps({"x": floats}, separators=(",", ":")).encode()
+    assert encode_json({"x": pl.Series(["a"], dtype=pl.Categorical)}) == b'{"x":["a"]}'
+    assert encode_json({1: pl.Series(["a"]), None: "b"}) == b'{"1":["a"],"null":"b"}'
 
 
 def test_wire_identifiers_encode_to_exactly_the_bytes_json_dumps_makes() -> None:

@@ -1,0 +1,33 @@
+"""A consumer that stops part way (a bug in a worker, Ctrl-C) still leaves every flagged row read in rejects.csv."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.config import load_job
+from pipeline.runner import run_job
+from tests.conftest import audience_job, write_job
+
+
+class _FailsOnFirstBatch:
+    def start(self, batches, identifiers, skipped) -> None:
+        pass
+
+    def batch_done(self, record) -> None:
+        raise RuntimeError("progress display broke")
+
+    def finish(self) -> None:
+        pass
+
+
+def test_rejects_are_written_when_sending_stops_part_way(tmp_path, sandbox_env) -> None:
+    source = tmp_path / "customers.csv"
+    rows = [f"not-an-email-{i}" for i in range(3)] + [f"user{i}@example.com" for i in range(200)]
+    source.write_text("Email Address\n" + "\n".join(rows) + "\n")
+    job = audience_job(tmp_path, source, limits={"batch_size": 10, "requests_per_second": 4, "concurrency": 1})
+    with pytest.raises(RuntimeError) as stopped:
+        run_job(load_job(write_job(tmp_path, job)), run_id="stopped", dry_run=True, progress=_FailsOnFirstBatch())
+    # `stopped` keeps the run's frames (and the stream) alive: the rejects must not wait for them to be freed.
+    rejects = (tmp_path / "out" / "test-audience" / "stopped" / "rejects.csv").read_text().splitlines()
+    assert len(rejects) == 1 + 3, rejects
+    assert stopped.value is not None
