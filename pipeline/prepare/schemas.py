@@ -8,7 +8,6 @@ never disagree. Validate DataFrames, not LazyFrames: pandera skips data checks o
 
 from __future__ import annotations
 
-import importlib
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, NamedTuple
@@ -31,7 +30,7 @@ def _pandera():  # noqa: ANN202
 
 def preload_pandera() -> None:
     """Import pandera in the background (the GIL is free while polars reads), before reasons are needed."""
-    threading.Thread(target=importlib.import_module, args=("pandera.polars",), name="preload-pandera", daemon=True).start()
+    threading.Thread(target=_pandera, name="preload-pandera", daemon=True).start()
 
 _CONTROL = r"[\x00-\x1f\x7f]"
 _EMAIL = r"^[^@\x00-\x1f\x7f]+@[^@\x00-\x1f\x7f.]+(\.[^@\x00-\x1f\x7f.]+)+$"

@@ -61,12 +61,15 @@ class PreparedStream:
             self._held = list(self._new_rows())
 
     def batches(self) -> Iterator[Batch]:
-        frames = iter(self._held) if self._held is not None else self._new_rows()
+        frames = self._frames()
         count = 0
         for batch in cut_batches(frames, self.batch_size):
             count += 1
             yield batch
         self.batches_total = count
+
+    def _frames(self) -> Iterator[pl.DataFrame]:
+        return iter(self._held) if self._held is not None else self._new_rows()
 
     def _new_rows(self) -> Iterator[pl.DataFrame]:
         """Valid, first-seen request rows (WIRE, SUBJECT?, attributes), chunk by chunk, in file order."""
@@ -162,11 +165,9 @@ class PreparedStream:
         """
         import pyarrow.parquet as pq  # here, not at the top: only sync modes need it (about 30 ms of every start)
 
-        frames = iter(self._held) if self._held is not None else self._new_rows()
-        empty = pl.DataFrame(schema={_name(e): pl.String for e in self.plan.outputs})
         writer: pq.ParquetWriter | None = None
         try:
-            for frame in frames:
+            for frame in self._frames():
                 table = frame.to_arrow(compat_level=pl.CompatLevel.oldest())
                 writer = writer or pq.ParquetWriter(path, table.schema, compression="lz4")
                 writer.write_table(table)
@@ -174,7 +175,7 @@ class PreparedStream:
             if writer is not None:
                 writer.close()
         if writer is None:
-            empty.write_parquet(path)
+            pl.DataFrame(schema={_name(e): pl.String for e in self.plan.outputs}).write_parquet(path)
         return PreparedInput(
             rows_read=self.rows_read, rows_rejected=self.rows_rejected, duplicates_dropped=self.duplicates_dropped,
             superseded=self.superseded, identifiers=self.identifiers, unique_path=path, files=self.source.files,

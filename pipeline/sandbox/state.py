@@ -105,7 +105,7 @@ class SandboxState:
                 window = max(1.0, capacity / limits.requests_per_second) - JITTER_ALLOWANCE_SECONDS
                 bisect.insort(counters.starts, at)
                 # Older starts can no longer share a window with this one or with any later arrival.
-                del counters.starts[:bisect.bisect_left(counters.starts, min(at, counters.starts[-1]) - 2 * window)]
+                del counters.starts[:bisect.bisect_left(counters.starts, at - 2 * window)]
                 busiest = _busiest_window(counters.starts, at, window)
                 counters.max_starts_in_window = max(counters.max_starts_in_window, busiest)
                 if busiest > capacity:
