@@ -7,8 +7,11 @@ and memory depends on the chunk and batch sizes, not on the file. Counts are com
 
 from __future__ import annotations
 
+import itertools
+import threading
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import polars as pl
 
@@ -92,16 +95,28 @@ class PreparedStream:
         preload_pandera()
         reasons = _Reasons(self.rejects, lambda: identifier_schema(validated, plan.nullable, plan.row_rules), validated)
         held: list[pl.DataFrame] = []
+
+        def sort_out(chunk: pl.DataFrame) -> tuple[int, pl.DataFrame, int, pl.DataFrame]:
+            """(rows, flagged rows, valid rows, first-seen request rows) of one chunk, in file order."""
+            # The fast expression decides; pandera names each flagged row's reason, many chunks at a time.
+            flagged = chunk.filter(~pl.col(_VALID)).select(flagged_columns)
+            valid = chunk.select(*kept_columns, HI, LO, _VALID).filter(pl.col(_VALID))
+            fresh = valid.filter(seen.first_seen(valid.select(HI, LO))).select(kept_columns)
+            return chunk.height, flagged, valid.height, fresh
+
         try:
-            self._judge_whole_file(query.select(pl.len().alias("rows"), (~rules_pass).sum().alias("invalid")),
-                                   self._certainly_valid(roles))
-            for chunk in query.collect_batches(chunk_size=self.chunk_rows):
-                self.rows_read += chunk.height
-                # The fast expression decides; pandera names each flagged row's reason, many chunks at a time.
-                reasons.hold(chunk.filter(~pl.col(_VALID)).select(flagged_columns))
-                valid = chunk.select(*kept_columns, HI, LO, _VALID).filter(pl.col(_VALID))
-                self.valid_rows += valid.height
-                fresh = valid.filter(seen.first_seen(valid.select(HI, LO))).select(kept_columns)
+            verdict = _in_background(
+                self._judge_whole_file, query.select(pl.len().alias("rows"), (~rules_pass).sum().alias("invalid")),
+                self._certainly_valid(roles))
+            # While the whole file is judged, the first chunk is read, hashed and deduplicated here, so the first
+            # batch is ready when the verdict is. Nothing of it is counted or written until the verdict allows.
+            first = sort_out(query.head(self.chunk_rows).collect())
+            verdict.result()
+            rest = (sort_out(chunk) for chunk in query.slice(self.chunk_rows).collect_batches(chunk_size=self.chunk_rows))
+            for rows, flagged, valid_rows, fresh in itertools.chain([first], rest):
+                self.rows_read += rows
+                reasons.hold(flagged)
+                self.valid_rows += valid_rows
                 if plan.supersede is not None:
                     held.append(fresh)
                     continue
@@ -181,6 +196,20 @@ class PreparedStream:
             superseded=self.superseded, identifiers=self.identifiers, unique_path=path, files=self.source.files,
             reject_reasons=self.reject_reasons, fingerprint=self.source.fingerprint,
         )
+
+
+def _in_background(function: Callable[..., Any], *args: Any) -> Future:
+    """`function(*args)` on a daemon thread: an error in the caller never waits for it to finish."""
+    future: Future = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(function(*args))
+        except BaseException as exc:  # noqa: BLE001  (handed to whoever asks for the result)
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="judge-whole-file", daemon=True).start()
+    return future
 
 
 def _blank_is_missing(expr: pl.Expr) -> pl.Expr:
