@@ -259,6 +259,9 @@ def _send_all(
                 return
             started_at = utc_now()
             delivery = sender.deliver(endpoint.build_request(batch))
+            if delivery.status == "not_sent":  # the run stopped while this request waited for its turn
+                count("not_sent")
+                return
             faultpoints.reached("after_answer")
             if delivery.status == "accepted":
                 delivery.ids, delivery.notes = _complete_ids(endpoint, batch, delivery, sender)
@@ -307,7 +310,8 @@ def _send_all(
     batches = stream.batches()
     try:
         # Dry runs go through the workers too: a batch's digest is computed there, beside the data path.
-        with ThreadPoolExecutor(max_workers=limits.concurrency, thread_name_prefix="send") as pool:
+        pool = ThreadPoolExecutor(max_workers=limits.concurrency, thread_name_prefix="send")
+        try:
             for batch in batches:
                 if already_accepted(batch):
                     count("already_accepted")
@@ -323,6 +327,14 @@ def _send_all(
                 while futures and futures[0].done():
                     futures.popleft().result()  # surfaces a bug in a worker instead of losing it
             on_prepared()  # preparation is done; sends may still be in flight
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # Ctrl-C, or the scheduler ending the task
+                sender.stop("interrupted")
+                log.warning("interrupted: waiting for the requests already sent to be answered and recorded; queued "
+                            "batches are not sent (a second interrupt stops waiting, leaving those answers unrecorded)")
+            raise
+        finally:
+            pool.shutdown(wait=True)  # every request on the wire is answered and recorded before the run ends
         for future in futures:
             future.result()
     finally:

@@ -22,7 +22,7 @@ T = TypeVar("T")
 
 @dataclass
 class Delivery:
-    status: Literal["accepted", "rejected", "failed"]
+    status: Literal["accepted", "rejected", "failed", "not_sent"]  # not_sent: the run stopped before its first attempt
     http_status: int | None
     ids: dict[str, Any] = field(default_factory=dict)
     attempts: int = 0
@@ -101,6 +101,8 @@ class Sender:
     def deliver(self, request: HttpRequest) -> Delivery:
         """A write: the endpoint reads the answer; not-idempotent endpoints flag answers lost after sending."""
         outcome = self._attempts(request, self.endpoint.read_response)
+        if outcome.attempts == 0:
+            return Delivery("not_sent", None)
         error = outcome.error
         status = outcome.response.status_code if outcome.response is not None else (error.http_status if error else None)
         if error is None:
@@ -142,7 +144,12 @@ class Sender:
                     data=body, params=request.params,
                 ))
                 settings = self.session.merge_environment_settings(prepared.url, {}, None, None, None)
-                with self.gate.slot():
+                with self.gate.slot(self.stopped) as granted:
+                    if not granted or self.stopped.is_set():  # stopped (Ctrl-C, a terminal error): this attempt is not made
+                        outcome.attempts -= 1
+                        if outcome.attempts == 0:
+                            outcome.error = TransientError(f"not sent: {self.stop_reason or 'the run stopped'}", may_have_arrived=False)
+                        return outcome
                     response = self.session.send(prepared, timeout=(CONNECT_TIMEOUT_SECONDS, self.timeout), **settings)
                 outcome.response = response
                 outcome.value = interpret(response)

@@ -33,7 +33,8 @@ class SlidingWindowRateLimiter:
         self._clock = clock
         self._sleep = sleep
 
-    def acquire(self) -> None:
+    def acquire(self, stop: threading.Event | None = None) -> bool:
+        """Take a start, waiting for one if needed; False (nothing taken) if `stop` is set while waiting."""
         while True:
             with self._lock:
                 now = self._clock()
@@ -41,9 +42,12 @@ class SlidingWindowRateLimiter:
                     self._starts.popleft()
                 if len(self._starts) < self.capacity:
                     self._starts.append(now)
-                    return
-                wait = self.window - (now - self._starts[0])
-            self._sleep(max(wait, 0.001))
+                    return True
+                wait = max(self.window - (now - self._starts[0]), 0.001)
+            if stop is None:
+                self._sleep(wait)
+            elif stop.wait(wait):
+                return False
 
 
 class RequestGate:
@@ -54,7 +58,7 @@ class RequestGate:
         self._rate = SlidingWindowRateLimiter(requests_per_second)
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
+    def slot(self, stop: threading.Event | None = None) -> Iterator[bool]:
+        """Yields True with a start taken, or False if `stop` was set while waiting for one (send nothing then)."""
         with self._slots:
-            self._rate.acquire()
-            yield
+            yield self._rate.acquire(stop)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
@@ -75,6 +76,16 @@ def test_fractional_rate() -> None:
         starts.append(clock.now)
     assert all(later - earlier >= 1.0 for earlier, later in zip(starts, starts[1:]))  # never two in one second
 
+
+
+def test_a_stop_ends_the_wait_for_a_start_and_takes_none() -> None:
+    limiter = SlidingWindowRateLimiter(1, margin=0.0)  # the real clock: the stop arrives during a real wait
+    assert limiter.acquire()
+    stop = threading.Event()
+    threading.Timer(0.05, stop.set).start()
+    assert limiter.acquire(stop) is False  # woken by the stop, long before the second's start is free
+    assert len(limiter._starts) == 1
+    assert limiter.acquire(stop) is False  # already stopped: no start is taken either
 
 def _sandbox_state(requests_per_second: float = 4, concurrency: int = 10):
     from pipeline.sandbox.state import Credentials, FamilyLimits, SandboxState
