@@ -9,6 +9,8 @@ from typing import Iterable, Iterator, Sequence
 
 import polars as pl
 
+from pipeline.http.json_body import JsonArray
+
 WIRE = "wire"
 SUBJECT = "subject"
 
@@ -23,6 +25,15 @@ class Batch:
     @property
     def records(self) -> int:
         return len(self.identifiers)
+
+    @property
+    def json_identifiers(self) -> JsonArray:
+        """The identifiers as the JSON array a request sends: encoded once, by whichever thread needs it first."""
+        cached = self.__dict__.get("_json_identifiers")
+        if cached is None:
+            cached = JsonArray(self.identifiers)
+            object.__setattr__(self, "_json_identifiers", cached)  # a race makes two equal arrays; either will do
+        return cached
 
     @property
     def digest(self) -> str:

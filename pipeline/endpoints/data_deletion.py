@@ -80,7 +80,7 @@ class DataDeletion(EndpointBase):
             self._known_tasks = listed
 
     def build_request(self, batch: Batch) -> HttpRequest:
-        body = {"accountId": self.destination.account_id, self._list_key: batch.identifiers}
+        body = {"accountId": self.destination.account_id, self._list_key: batch.json_identifiers}
         return HttpRequest("POST", self._create_url, {"Content-Type": "application/json", "Accept": "application/json"}, json=body)
 
     def check_status(self, response: requests.Response) -> None:

@@ -1,6 +1,6 @@
 """Where the stream cuts the source changes nothing it yields, counts or quarantines.
 
-The first batch's worth of rows is read, hashed and deduplicated beside the whole-file reject judgement, the
+The first chunk is read, hashed and deduplicated beside the whole-file reject judgement, the
 rest by the streaming engine in chunks: duplicates and flagged rows on either side of any cut must come out
 the same, and the identifiers must be exactly the first occurrences of the valid rows, in file order.
 """
@@ -51,7 +51,7 @@ def test_where_the_source_is_cut_changes_nothing(rows, fmt, chunk_rows, batch_si
         frame = pl.DataFrame({"email": rows}, schema={"email": pl.String})
         frame.write_csv(source) if fmt == "csv" else frame.write_parquet(source)
         cut = stream_outcome(folder, source, chunk_rows, batch_size)
-        whole = stream_outcome(folder, source, 250_000, 1_000)  # one chunk, and one batch ahead of the judgement
+        whole = stream_outcome(folder, source, 250_000, 1_000)  # one chunk: all of it read beside the judgement
         sent = [identifier for _, identifiers, _ in cut[0] for identifier in identifiers]
         assert sent == list(dict.fromkeys(h for h in map(reference, rows) if h is not None))
         assert sent == whole[0][0][1]

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pipeline.batching import Batch
 from pipeline.config import AudienceImportDestination
 from pipeline.endpoints.audience_import import AudienceImport
-from pipeline.http.json_body import encode_json
+from pipeline.http.json_body import JsonArray, encode_json
 
 
 @settings(max_examples=300, deadline=None)
@@ -54,3 +54,15 @@ def test_an_audience_request_from_a_series_batch_is_the_one_from_a_list_batch() 
 
 def test_an_empty_series_is_an_empty_array() -> None:
     assert encode_json({"ids": pl.Series([], dtype=pl.String)}) == b'{"ids":[]}'
+
+
+def test_a_json_array_is_encoded_once_and_spliced_as_it_is() -> None:
+    hexes = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(3)]
+    batch = Batch(0, pl.Series("wire", hexes))
+    array = batch.json_identifiers
+    assert array is batch.json_identifiers  # one per batch, so the first body can be encoded ahead of its request
+    expected = json.dumps({"a": 1, "ids": hexes}, separators=(",", ":")).encode()
+    assert encode_json({"a": 1, "ids": array}) == expected
+    assert array.encoded() is array.encoded()  # kept, not made again
+    assert encode_json({"a": 1, "ids": JsonArray(hexes)}) == expected  # from a list, too
+    assert encode_json({1: JsonArray(["x"])}) == b'{"1":["x"]}'  # non-string keys: json.dumps of its values
