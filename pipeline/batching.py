@@ -18,7 +18,7 @@ SUBJECT = "subject"
 @dataclass(frozen=True)
 class Batch:
     index: int  # 0-based, stable across runs of the same input
-    identifiers: Sequence[str]  # a list, or a polars Series (encoded by polars when a request is built)
+    identifiers: Sequence[str]  # a list, or a polars Series (which polars encodes as JSON: json_identifiers)
     subject: str | None = None  # one-subject endpoints: hex SHA-256 of the normalised identifier
     attributes: dict[str, str] | None = None  # one-subject endpoints: what the request is built from
 

@@ -54,7 +54,7 @@ class AudienceImport(EndpointBase):
             body["accountId"] = self.destination.account_id
         if self.destination.list_name is not None:
             body["list"] = self.destination.list_name
-        body[self._identifier_key] = batch.json_identifiers  # encoded by polars, once (http/json_body.py)
+        body[self._identifier_key] = batch.json_identifiers  # encoded once (http/json_body.py)
         return HttpRequest("POST", self._url, self._headers, json=body)
 
     def manifest_fields(self, batch: Batch) -> dict[str, Any]:

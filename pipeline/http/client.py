@@ -100,7 +100,7 @@ class Sender:
 
     def deliver(self, request: HttpRequest) -> Delivery:
         """A write: the endpoint reads the answer; not-idempotent endpoints flag answers lost after sending."""
-        outcome = self._attempts(request, self.endpoint.read_response)
+        outcome = self._attempts(request, self.endpoint.read_response, honour_stop=True)
         if outcome.attempts == 0:
             return Delivery("not_sent", None)
         error = outcome.error
@@ -113,14 +113,18 @@ class Sender:
         return Delivery("failed", status, {}, outcome.attempts, f"{error}{suffix}", outcome.ambiguous)
 
     def fetch(self, request: HttpRequest) -> requests.Response:
-        """A read (idempotent): the answer on 2xx, else the final error is raised."""
-        outcome = self._attempts(request, self.endpoint.check_status)
+        """A read (idempotent): the answer on 2xx, else the final error is raised.
+
+        Made even once the run is stopping: reads follow up writes already sent (a deletion task's ID, an
+        operation's state), and the record of what was sent needs them. They are not retried after a stop.
+        """
+        outcome = self._attempts(request, self.endpoint.check_status, honour_stop=False)
         if outcome.error is not None:
             raise outcome.error
         assert outcome.response is not None
         return outcome.response
 
-    def _attempts(self, request: HttpRequest, interpret: Callable[[requests.Response], T]) -> _Outcome:
+    def _attempts(self, request: HttpRequest, interpret: Callable[[requests.Response], T], *, honour_stop: bool) -> _Outcome:
         outcome = _Outcome()
         refreshed = False
         # Serialised once, before any rate slot is taken: a 100,000-identifier body takes 10-20 ms, which would
@@ -144,11 +148,13 @@ class Sender:
                     data=body, params=request.params,
                 ))
                 settings = self.session.merge_environment_settings(prepared.url, {}, None, None, None)
-                with self.gate.slot(self.stopped) as granted:
-                    if not granted or self.stopped.is_set():  # stopped (Ctrl-C, a terminal error): this attempt is not made
+                stop = self.stopped if honour_stop else None
+                with self.gate.slot(stop) as granted:
+                    if stop is not None and (not granted or stop.is_set()):  # stopped (Ctrl-C, a terminal error): not made
                         outcome.attempts -= 1
                         if outcome.attempts == 0:
-                            outcome.error = TransientError(f"not sent: {self.stop_reason or 'the run stopped'}", may_have_arrived=False)
+                            reason = self.stop_reason or "the run stopped"
+                            outcome.error = TransientError(f"not sent: {reason}", may_have_arrived=False)
                         return outcome
                     response = self.session.send(prepared, timeout=(CONNECT_TIMEOUT_SECONDS, self.timeout), **settings)
                 outcome.response = response

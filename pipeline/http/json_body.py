@@ -8,9 +8,9 @@ The bytes are the ones json.dumps makes: polars writes non-ASCII text (and DEL) 
 escapes it, so a Series with any such value (raw emails can have them; hashes never do), or of another type
 than text, goes through json.dumps as before.
 
-A `JsonArray` is encoded once and keeps its bytes: the data path encodes the run's first batch before handing
-it over, while nothing else competes for the cores, so the first request is not held up behind the streaming
-engine starting on the rest of the file.
+A `JsonArray` is encoded once and keeps its bytes: the runner encodes the first batch's identifiers as soon as
+the stream hands it over, before asking for more, so that encoding does not compete with the streaming engine
+starting on the rest of the file.
 """
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ class PreparedStream:
             # one batch's worth of rows: invalid rows and duplicates leave fewer than a batch, and the first batch
             # then waited for the streaming engine's first chunk (10M-row end-to-end run: first request 0.3 s later).
             first = sort_out(query.head(self.chunk_rows).collect())
-            verdict.result()
+            rows_judged = verdict.result()
 
             def rest() -> Iterator[tuple[int, pl.DataFrame, int, pl.DataFrame]]:
                 # The streaming engine starts when the first chunk's batches are handed over, not before: it takes
@@ -140,6 +140,10 @@ class PreparedStream:
                 self.rejects.close()
         if self.rows_read == 0:
             raise InputError(f"source: {_describe(self.source)} has no data rows (header only?)")
+        if self.rows_read != rows_judged:  # the file changed while it was read, or a row was lost or read twice
+            raise InputError(f"source: {_describe(self.source)} had {rows_judged:,} rows when it was judged and "
+                             f"{self.rows_read:,} when it was read again: was it rewritten during the run? "
+                             "Rerun on a finished export")
         if plan.supersede is not None and held:
             before = sum(f.height for f in held)
             kept = plan.supersede(pl.concat(held).lazy()).collect()
@@ -158,9 +162,9 @@ class PreparedStream:
             return None
         return pl.all_horizontal(CERTAINLY_VALID_RAW[role](pl.col(role)).fill_null(False) for role in roles)
 
-    def _judge_whole_file(self, exact_counts: pl.LazyFrame, certainly_valid: pl.Expr | None) -> None:
+    def _judge_whole_file(self, exact_counts: pl.LazyFrame, certainly_valid: pl.Expr | None) -> int:
         """The reject threshold, judged on the whole file before the first batch, so a file that is mostly
-        invalid sends nothing, whatever order its bad rows come in.
+        invalid sends nothing, whatever order its bad rows come in. Returns the rows counted.
 
         A streaming pass without hashing or pandera. First, where the plan allows, one regex per raw row
         (`CERTAINLY_VALID_RAW`): if the rows it cannot vouch for are within the threshold, so are the invalid
@@ -169,7 +173,7 @@ class PreparedStream:
         if certainly_valid is not None:
             rows, uncertain = self.source.frame.select(pl.len(), (~certainly_valid).sum()).collect(engine="streaming").row(0)
             if rows and uncertain / rows <= self.max_reject_fraction:
-                return
+                return rows
         rows, invalid = exact_counts.collect(engine="streaming").row(0)
         if not rows:
             raise InputError(f"source: {_describe(self.source)} has no data rows (header only?)")
@@ -180,6 +184,7 @@ class PreparedStream:
                 f"{self.max_reject_fraction}. Is the right column mapped? Run `rokt-pipeline validate` for the reasons "
                 "row by row. Nothing was sent."
             )
+        return rows
 
     def materialise(self, path: Path) -> PreparedInput:
         """Drain the stream into one Parquet file of request rows (for modes that diff the whole set).
@@ -207,7 +212,8 @@ class PreparedStream:
 
 
 def _in_background(function: Callable[..., Any], *args: Any) -> Future:
-    """`function(*args)` on a daemon thread: an error in the caller never waits for it to finish."""
+    """`function(*args)` on a daemon thread: an error in the caller never waits for it to finish (it runs to its
+    end on its own: a running polars query cannot be stopped from outside)."""
     future: Future = Future()
 
     def run() -> None:

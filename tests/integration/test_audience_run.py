@@ -121,6 +121,9 @@ def test_too_many_invalid_rows_stops_before_sending(tmp_path, sandbox, sandbox_e
     assert list(scratch.iterdir()) == []  # the spill of normalised identifiers is gone
     assert "Traceback" not in done.stderr
     assert sandbox.state()["attempts"] == []
+    # The first chunk, read beside the judgement, is not written either: rejects.csv is its header alone.
+    (rejects,) = (tmp_path / "out").glob("*/*/rejects.csv")
+    assert len(rejects.read_text().splitlines()) == 1
 
 
 @pytest.mark.parametrize(

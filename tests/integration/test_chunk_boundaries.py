@@ -1,8 +1,9 @@
 """Where the stream cuts the source changes nothing it yields, counts or quarantines.
 
-The first chunk is read, hashed and deduplicated beside the whole-file reject judgement, the
-rest by the streaming engine in chunks: duplicates and flagged rows on either side of any cut must come out
-the same, and the identifiers must be exactly the first occurrences of the valid rows, in file order.
+The first chunk is read, hashed and deduplicated beside the whole-file reject judgement, the rest by the
+streaming engine in chunks: duplicates and flagged rows on either side of any cut (inside a file, between
+files, inside a Parquet row group) must come out the same, and the identifiers must be exactly the first
+occurrences of the valid rows, in file order.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from tests.integration.test_accounting_property import reference
 
 cells = st.one_of(
     st.none(),
-    st.sampled_from(["a@b.co", " A@B.CO ", "c@d.co", "e@f.co", "x@y.z", "", "@", "a@b", "bad", "g@h.co", "G@H.CO"]),
+    st.sampled_from(["a@b.co", " A@B.CO ", "c@d.co", "e@f.co", "x@y.z", "", "@", "a@b", "bad", "g@h.co", "G@H.CO",
+                     "two\nlines@b.co", 'say "hi"@b.co']),
 )
 
 
@@ -41,17 +43,22 @@ def stream_outcome(folder: Path, source: Path, chunk_rows: int, batch_size: int)
     return batches, counts, (out / "rejects.csv").read_text()
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(cells, min_size=1, max_size=40).filter(lambda rows: any(map(reference, rows))),
-       st.sampled_from(["csv", "parquet"]), st.integers(1, 9), st.integers(1, 5))
-def test_where_the_source_is_cut_changes_nothing(rows, fmt, chunk_rows, batch_size) -> None:
+       st.sampled_from(["csv", "parquet"]), st.integers(1, 9), st.integers(1, 5),
+       st.lists(st.integers(0, 40), max_size=2), st.integers(1, 4))
+def test_where_the_source_is_cut_changes_nothing(rows, fmt, chunk_rows, batch_size, splits, row_group_size) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        source = folder / f"rows.{fmt}"
-        frame = pl.DataFrame({"email": rows}, schema={"email": pl.String})
-        frame.write_csv(source) if fmt == "csv" else frame.write_parquet(source)
-        cut = stream_outcome(folder, source, chunk_rows, batch_size)
-        whole = stream_outcome(folder, source, 250_000, 1_000)  # one chunk: all of it read beside the judgement
+        export = folder / "export"  # one to three files, read in name order
+        export.mkdir()
+        bounds = sorted({0, len(rows), *(min(s, len(rows)) for s in splits)})
+        for part, (start, stop) in enumerate(zip(bounds, bounds[1:])):
+            frame = pl.DataFrame({"email": rows[start:stop]}, schema={"email": pl.String})
+            path = export / f"part-{part}.{fmt}"
+            frame.write_csv(path) if fmt == "csv" else frame.write_parquet(path, row_group_size=row_group_size)
+        cut = stream_outcome(folder, export, chunk_rows, batch_size)
+        whole = stream_outcome(folder, export, 250_000, 1_000)  # one chunk: all of it read beside the judgement
         sent = [identifier for _, identifiers, _ in cut[0] for identifier in identifiers]
         assert sent == list(dict.fromkeys(h for h in map(reference, rows) if h is not None))
         assert sent == whole[0][0][1]

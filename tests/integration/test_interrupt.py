@@ -3,14 +3,21 @@ and a resume with the same --run-id sends exactly the rest."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 
+from pipeline.batching import Batch
+from pipeline.config import load_job
+from pipeline.endpoints.base import HttpRequest
+from pipeline.endpoints.registry import endpoint_for
+from pipeline.http.client import sender_for
 from tests.conftest import ROOT, audience_job, run_cli, write_job
 
 CONCURRENCY = 4
@@ -26,12 +33,15 @@ def test_interrupt_finishes_what_is_in_flight_and_resume_sends_the_rest(tmp_path
 
     process = subprocess.Popen([sys.executable, "-m", "pipeline", "run", path, "--run-id", "ctrl-c"], cwd=ROOT,
                                env={**os.environ, **sandbox_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and len(sandbox.state()["received"]) < 6:
-        time.sleep(0.02)
-    reached_before = len(sandbox.state()["received"])
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=30)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(sandbox.state()["received"]) < 6:
+            time.sleep(0.02)
+        reached_before = len(sandbox.state()["received"])
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        process.kill()
     assert process.returncode == 130, stderr
     assert "run again with the same --run-id to resume" in stderr
 
@@ -49,3 +59,25 @@ def test_interrupt_finishes_what_is_in_flight_and_resume_sends_the_rest(tmp_path
     assert resumed.returncode == 0, resumed.stderr
     sent = Counter(identifier for r in sandbox.state()["received"] for identifier in r["identifiers"])
     assert len(sent) == len(emails) and set(sent.values()) == {1}  # all of them, none twice
+
+
+def test_a_request_waiting_for_its_rate_start_is_not_sent_once_the_run_stops(tmp_path, sandbox, sandbox_env) -> None:
+    job = load_job(write_job(tmp_path, audience_job(tmp_path, tmp_path / "unused.csv",
+                                                    limits={"requests_per_second": 1, "concurrency": CONCURRENCY})))
+    endpoint = endpoint_for(job)
+    sender = sender_for(job, endpoint)
+
+    def request(n: int):
+        return endpoint.build_request(Batch(n, [hashlib.sha256(str(n).encode()).hexdigest()]))
+
+    assert sender.deliver(request(0)).status == "accepted"  # takes this second's only start
+    waiting: list = []
+    second = threading.Thread(target=lambda: waiting.append(sender.deliver(request(1))))
+    second.start()
+    time.sleep(0.2)  # well inside the second it waits for
+    sender.stop("interrupted")
+    second.join(timeout=10)
+    assert [d.status for d in waiting] == ["not_sent"]
+    assert len(sandbox.state()["received"]) == 1
+    # Reads still go out after a stop: they complete the record of writes already sent (a deletion task's ID).
+    assert sender.fetch(HttpRequest("GET", f"{sandbox.url}/_sandbox/state")).json()["received"]

@@ -1,4 +1,4 @@
-"""Retry policy, Retry-After parsing and the sliding-window rate limiter, with a fake clock."""
+"""Retry policy, Retry-After parsing and the sliding-window rate limiter, mostly with a fake clock."""
 
 from __future__ import annotations
 
@@ -77,7 +77,6 @@ def test_fractional_rate() -> None:
     assert all(later - earlier >= 1.0 for earlier, later in zip(starts, starts[1:]))  # never two in one second
 
 
-
 def test_a_stop_ends_the_wait_for_a_start_and_takes_none() -> None:
     limiter = SlidingWindowRateLimiter(1, margin=0.0)  # the real clock: the stop arrives during a real wait
     assert limiter.acquire()
@@ -85,7 +84,8 @@ def test_a_stop_ends_the_wait_for_a_start_and_takes_none() -> None:
     threading.Timer(0.05, stop.set).start()
     assert limiter.acquire(stop) is False  # woken by the stop, long before the second's start is free
     assert len(limiter._starts) == 1
-    assert limiter.acquire(stop) is False  # already stopped: no start is taken either
+    assert limiter.acquire(stop) is False  # already stopped, the window still full: it returns at once, empty-handed
+
 
 def _sandbox_state(requests_per_second: float = 4, concurrency: int = 10):
     from pipeline.sandbox.state import Credentials, FamilyLimits, SandboxState
