@@ -1,5 +1,5 @@
-"""Ctrl-C during a run: requests already on the wire are answered and recorded, queued batches are not sent,
-and a resume with the same --run-id sends exactly the rest."""
+"""Ctrl-C or SIGTERM during a run: requests already on the wire are answered and recorded, queued batches are not
+sent, and a resume with the same --run-id sends exactly the rest."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import threading
 import time
 from collections import Counter
 
+import pytest
+
 from pipeline.batching import Batch
 from pipeline.config import load_job
 from pipeline.endpoints.base import HttpRequest
@@ -23,7 +25,12 @@ from tests.conftest import ROOT, audience_job, run_cli, write_job
 CONCURRENCY = 4
 
 
-def test_interrupt_finishes_what_is_in_flight_and_resume_sends_the_rest(tmp_path, sandbox, sandbox_env) -> None:
+@pytest.mark.parametrize(("stop_signal", "exit_code", "said"), [
+    (signal.SIGINT, 130, "interrupted"),  # Ctrl-C
+    (signal.SIGTERM, 143, "terminated"),  # Kubernetes, systemd, a batch scheduler
+])
+def test_interrupt_finishes_what_is_in_flight_and_resume_sends_the_rest(tmp_path, sandbox, sandbox_env, stop_signal,
+                                                                        exit_code, said) -> None:
     source = tmp_path / "customers.csv"
     emails = [f"user{i}@example.com" for i in range(300)]
     source.write_text("Email Address\n" + "\n".join(emails) + "\n")
@@ -38,12 +45,12 @@ def test_interrupt_finishes_what_is_in_flight_and_resume_sends_the_rest(tmp_path
         while time.monotonic() < deadline and len(sandbox.state()["received"]) < 6:
             time.sleep(0.02)
         reached_before = len(sandbox.state()["received"])
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop_signal)
         _, stderr = process.communicate(timeout=30)
     finally:
         process.kill()
-    assert process.returncode == 130, stderr
-    assert "run again with the same --run-id to resume" in stderr
+    assert process.returncode == exit_code, stderr
+    assert f"{said}: run again with the same --run-id to resume" in stderr
 
     received = sandbox.state()["received"]
     # Only what was already on the wire (at most one request per concurrency slot) reached the API afterwards;
