@@ -148,13 +148,9 @@ class Sender:
                     data=body, params=request.params,
                 ))
                 settings = self.session.merge_environment_settings(prepared.url, {}, None, None, None)
-                stop = self.stopped if honour_stop else None
-                with self.gate.slot(stop) as granted:
-                    if stop is not None and (not granted or stop.is_set()):  # stopped (Ctrl-C, a terminal error): not made
-                        outcome.attempts -= 1
-                        if outcome.attempts == 0:
-                            reason = self.stop_reason or "the run stopped"
-                            outcome.error = TransientError(f"not sent: {reason}", may_have_arrived=False)
+                with self.gate.slot(self.stopped if honour_stop else None) as granted:
+                    if not granted:  # stopped (Ctrl-C, a terminal error) before this attempt: it is not made
+                        outcome.attempts -= 1  # 0 for a first attempt: deliver() says not_sent
                         return outcome
                     response = self.session.send(prepared, timeout=(CONNECT_TIMEOUT_SECONDS, self.timeout), **settings)
                 outcome.response = response

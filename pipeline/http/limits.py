@@ -34,8 +34,10 @@ class SlidingWindowRateLimiter:
         self._sleep = sleep
 
     def acquire(self, stop: threading.Event | None = None) -> bool:
-        """Take a start, waiting for one if needed; False (nothing taken) if `stop` is set while waiting."""
+        """Take a start, waiting for one if needed; False (nothing taken) once `stop` is set."""
         while True:
+            if stop is not None and stop.is_set():
+                return False
             with self._lock:
                 now = self._clock()
                 while self._starts and now - self._starts[0] >= self.window:
@@ -46,8 +48,8 @@ class SlidingWindowRateLimiter:
                 wait = max(self.window - (now - self._starts[0]), 0.001)
             if stop is None:
                 self._sleep(wait)
-            elif stop.wait(wait):
-                return False
+            else:
+                stop.wait(wait)  # woken at once by a stop, which the loop then sees
 
 
 class RequestGate:
@@ -59,6 +61,6 @@ class RequestGate:
 
     @contextmanager
     def slot(self, stop: threading.Event | None = None) -> Iterator[bool]:
-        """Yields True with a start taken, or False if `stop` was set while waiting for one (send nothing then)."""
+        """Yields True with a start taken, or False once `stop` is set (send nothing then)."""
         with self._slots:
             yield self._rate.acquire(stop)
