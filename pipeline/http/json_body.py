@@ -42,13 +42,9 @@ class JsonArray:
         return list(self.values)
 
 
-_ARRAYS = (pl.Series, JsonArray)
-
-
 def encode_json(body: Any) -> bytes:
-    """Compact JSON of `body`, as json.dumps makes it; a polars Series or a JsonArray as a value of a top-level dict
-    is a JSON array."""
-    if not isinstance(body, dict) or not any(isinstance(value, _ARRAYS) for value in body.values()):
+    """Compact JSON of `body`, as json.dumps makes it; a JsonArray as a value of a top-level dict is its array."""
+    if not isinstance(body, dict) or not any(isinstance(value, JsonArray) for value in body.values()):
         return _dumps(body)
     if not all(isinstance(key, str) for key in body):
         return _dumps({key: _plain(value) for key, value in body.items()})
@@ -56,9 +52,7 @@ def encode_json(body: Any) -> bytes:
 
 
 def _member(value: Any) -> bytes:
-    if isinstance(value, JsonArray):
-        return value.encoded()
-    return _array(value) if isinstance(value, pl.Series) else _dumps(value)
+    return value.encoded() if isinstance(value, JsonArray) else _dumps(value)
 
 
 def _dumps(value: Any) -> bytes:
@@ -66,7 +60,7 @@ def _dumps(value: Any) -> bytes:
 
 
 def _plain(value: Any) -> Any:
-    return value.to_list() if isinstance(value, _ARRAYS) else value
+    return value.to_list() if isinstance(value, JsonArray) else value
 
 
 def _array(values: pl.Series) -> bytes:

@@ -20,22 +20,22 @@ from pipeline.http.json_body import JsonArray, encode_json
        account=st.text(max_size=10))
 def test_any_strings_encode_to_the_bytes_json_dumps_makes(values: list[str | None], account: str) -> None:
     as_list = {"accountId": account, "ids": values, "n": 3, "flag": True}
-    as_series = {**as_list, "ids": pl.Series(values, dtype=pl.String)}
+    as_series = {**as_list, "ids": JsonArray(pl.Series(values, dtype=pl.String))}
     assert encode_json(as_series) == json.dumps(as_list, separators=(",", ":")).encode()
 
 
 def test_other_types_and_keys_go_through_json_dumps() -> None:
     floats = [1.5, float("nan"), None]
-    assert encode_json({"x": pl.Series(floats)}) == json.dumps({"x": floats}, separators=(",", ":")).encode()
-    assert encode_json({"x": pl.Series(["a"], dtype=pl.Categorical)}) == b'{"x":["a"]}'
-    assert encode_json({1: pl.Series(["a"]), None: "b"}) == b'{"1":["a"],"null":"b"}'
+    assert encode_json({"x": JsonArray(pl.Series(floats))}) == json.dumps({"x": floats}, separators=(",", ":")).encode()
+    assert encode_json({"x": JsonArray(pl.Series(["a"], dtype=pl.Categorical))}) == b'{"x":["a"]}'
+    assert encode_json({1: JsonArray(pl.Series(["a"])), None: "b"}) == b'{"1":["a"],"null":"b"}'
 
 
 def test_wire_identifiers_encode_to_exactly_the_bytes_json_dumps_makes() -> None:
     hexes = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(1000)]
     body = {"action": "include", "accountId": "123", "sha256s": hexes}
     expected = json.dumps(body, separators=(",", ":")).encode()
-    assert encode_json({**body, "sha256s": pl.Series(hexes)}) == expected
+    assert encode_json({**body, "sha256s": JsonArray(pl.Series(hexes))}) == expected
     assert encode_json(body) == expected  # no Series: plain json.dumps
 
 
@@ -53,7 +53,7 @@ def test_an_audience_request_from_a_series_batch_is_the_one_from_a_list_batch() 
 
 
 def test_an_empty_series_is_an_empty_array() -> None:
-    assert encode_json({"ids": pl.Series([], dtype=pl.String)}) == b'{"ids":[]}'
+    assert encode_json({"ids": JsonArray(pl.Series([], dtype=pl.String))}) == b'{"ids":[]}'
 
 
 def test_a_json_array_is_encoded_once_and_spliced_as_it_is() -> None:
