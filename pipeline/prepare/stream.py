@@ -138,8 +138,6 @@ class PreparedStream:
                 reasons.write_all()  # every flagged row read, also when the stream stops part way
             finally:
                 self.rejects.close()
-        if self.rows_read == 0:
-            raise InputError(f"source: {_describe(self.source)} has no data rows (header only?)")
         if self.rows_read != rows_judged:  # the file changed while it was read, or a row was lost or read twice
             raise InputError(f"source: {_describe(self.source)} had {rows_judged:,} rows when it was judged and "
                              f"{self.rows_read:,} when it was read again: was it rewritten during the run? "
