@@ -17,7 +17,7 @@ import secrets
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from pipeline.storage import LocalStore, Store
 
@@ -80,9 +80,10 @@ class LedgerBase:
         """batch index -> digest of every batch already accepted under this run id."""
         return {r["batch"]: r["digest"] for r in self.accepted(counts)}
 
-    def accepted_subjects(self, counts: Counts = lambda record: True) -> set[str]:
-        """Subjects of one-subject requests already accepted under this run id: never sent again."""
-        return {r["subject"] for r in self.accepted(counts) if "subject" in r}
+    def accepted_subjects(self, covered: Callable[[dict[str, Any]], Iterable[str]],
+                          counts: Counts = lambda record: True) -> set[str]:
+        """Resume keys (`covered` of each line) of one-subject requests accepted under this run id: never sent again."""
+        return {key for r in self.accepted(counts) if "subject" in r for key in covered(r)}
 
     def _report_torn(self, where: str) -> None:
         if self.torn_lines:

@@ -223,7 +223,8 @@ def _send_all(
     spec = endpoint.spec
     limits = spec.limits
     accepted_batches = ledger.accepted_batches(endpoint.counts_for_resume)
-    accepted_subjects = ledger.accepted_subjects(endpoint.counts_for_resume) if spec.one_subject else set()
+    accepted_subjects = (ledger.accepted_subjects(endpoint.resume_keys_covered, endpoint.counts_for_resume)
+                         if spec.one_subject else set())
     by_status: dict[str, int] = {}
     lock = threading.Lock()
     sender = sender_for(job, endpoint)
@@ -294,7 +295,7 @@ def _send_all(
 
     def already_accepted(batch: Batch) -> bool:
         if spec.one_subject:
-            return batch.subject in accepted_subjects
+            return endpoint.resume_key(batch) in accepted_subjects
         accepted_digest = accepted_batches.get(batch.index)
         if accepted_digest is None:
             return False
@@ -303,7 +304,7 @@ def _send_all(
             return False
         return True
 
-    skipped = len(accepted_subjects) if spec.one_subject else len(accepted_batches)
+    skipped = len(ledger.accepted(endpoint.counts_for_resume)) if spec.one_subject else len(accepted_batches)
     progress.start(stream.batches_total, stream.identifiers if stream.complete else None, skipped)
     started = False
     futures: deque[Future[None]] = deque()

@@ -73,6 +73,15 @@ class EndpointBase:
         """Whether an accepted manifest line means this run need not send that request again."""
         return True
 
+    def resume_key(self, batch: Batch) -> str:
+        """One-subject endpoints: what a resumed run looks up to skip a request already accepted."""
+        assert batch.subject is not None
+        return batch.subject
+
+    def resume_keys_covered(self, record: dict[str, Any]) -> tuple[str, ...]:
+        """One-subject endpoints: the resume keys of the requests an accepted manifest line makes unnecessary."""
+        return (record["subject"],)
+
     def bind_run(self, job: str, run_id: str, dry_run: bool) -> None:
         """Called once per run before any request is built (e.g. to derive idempotency keys)."""
 

@@ -110,6 +110,15 @@ class NetworkPrivacy(EndpointBase):
         attributes = batch.attributes or {}
         return {"request_type": attributes.get("request_type"), "identifier_kind": attributes.get("identifier_kind")}
 
+    def resume_key(self, batch: Batch) -> str:
+        # An accepted opt-out does not stand in for a deletion of the same subject (the input may change
+        # between a run and its resume, e.g. an export rewritten before an Airflow retry).
+        return f"{(batch.attributes or {}).get('request_type')}:{batch.subject}"
+
+    def resume_keys_covered(self, record: dict[str, Any]) -> tuple[str, ...]:
+        covered = (DELETION, OPT_OUT) if record.get("request_type") == DELETION else (record.get("request_type"),)
+        return tuple(f"{request_type}:{record['subject']}" for request_type in covered)
+
 
 def drop_superseded_opt_outs(requests_frame: pl.LazyFrame) -> pl.LazyFrame:
     """An opt-out for a subject that is also being deleted is redundant: one deletion is enough."""

@@ -95,6 +95,29 @@ def test_fixed_request_type_and_ambiguous_answers(tmp_path, sandbox, sandbox_env
     assert again.returncode == 0 and len(sandbox.state()["received"]) == 13  # a resumed run re-sends nothing
 
 
+def test_a_resume_skips_what_was_accepted_for_the_same_request_type_only(tmp_path, sandbox, sandbox_env) -> None:
+    """The input changed between a run and its resume (an export rewritten before a retry): an accepted opt-out
+    does not stand in for a deletion of the same person, while an accepted deletion covers an opt-out."""
+    job = partnership_job(tmp_path, tmp_path / "privacy.csv", PRIVACY_COLUMNS, endpoint="network_privacy")
+    path_job = write_job(tmp_path, job)
+
+    def run_with(rows):
+        privacy_file(tmp_path, rows)
+        done = run_cli("run", str(path_job), "--run-id", "np-1", env=sandbox_env)
+        assert done.returncode == 0, done.stderr
+        return sorted((r["request_type"], r["identifiers"][0]) for r in sandbox.state()["received"])
+
+    assert run_with([("NETWORK_OPT_OUT", "x@example.com", None, None),
+                     ("NETWORK_DATA_DELETION", "y@example.com", None, None)]) == [
+        ("NETWORK_DATA_DELETION", "y@example.com"), ("NETWORK_OPT_OUT", "x@example.com")]
+    assert run_with([("NETWORK_DATA_DELETION", "x@example.com", None, None),
+                     ("NETWORK_OPT_OUT", "y@example.com", None, None)]) == [
+        ("NETWORK_DATA_DELETION", "x@example.com"), ("NETWORK_DATA_DELETION", "y@example.com"),
+        ("NETWORK_OPT_OUT", "x@example.com")]
+    facts = read_summary(tmp_path / "out")
+    assert facts["batches_by_status"] == {"accepted": 1, "already_accepted": 1}
+
+
 def merchants(tmp_path, accounts):
     path = tmp_path / "merchants.csv"
     pl.DataFrame({"merchant_account_id": accounts}).write_csv(path)
