@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     except Terminated:
         print("terminated: run again with the same --run-id to resume", file=sys.stderr)
         return 143
+    except OSError as exc:  # the machine, not the data: a full disk, a permission, a vanished directory
+        print(f"error: {exc}; fix that and run again with the same --run-id to resume", file=sys.stderr)
+        return 1
     except Exception as exc:  # a bug: say so plainly; details only when asked for
         if getattr(args, "verbose", False):
             log.exception("unexpected error")

@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,6 +37,10 @@ from pipeline.sync import SyncPlan, plan_sync
 
 log = logging.getLogger(__name__)
 
+# The main thread waits for the workers in steps this long, never in one blocking call: the kernel may hand
+# Ctrl-C or SIGTERM to any thread, and Python runs the handler only once the main thread next wakes up (a
+# blocking join ran it after the last request was answered, so the queued ones were sent too).
+_SIGNAL_CHECK_SECONDS = 0.1
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+@=-]{0,199}$")
 
 
@@ -281,6 +285,9 @@ def _send_all(
             if delivery.stops_run and not sender.stopped.is_set():
                 log.error("stopping the run: %s", delivery.error)
                 sender.stop(delivery.error)
+        except Exception as exc:  # e.g. the manifest cannot be written: queued batches must not go out unrecorded
+            sender.stop(f"a send failed unexpectedly ({type(exc).__name__}); queued batches were not sent")
+            raise
         finally:
             queue_slots.release()
 
@@ -309,6 +316,13 @@ def _send_all(
     started = False
     futures: deque[Future[None]] = deque()
     batches = stream.batches()
+
+    def stop_if_interrupted(exc: BaseException) -> None:
+        if not isinstance(exc, Exception) and not sender.stopped.is_set():  # Ctrl-C, or the scheduler ending the task
+            sender.stop("interrupted")
+            log.warning("interrupted: waiting for the requests already sent to be answered and recorded; queued "
+                        "batches are not sent (a second interrupt stops waiting, leaving those answers unrecorded)")
+
     try:
         # Dry runs go through the workers too: a batch's digest is computed there, beside the data path.
         pool = ThreadPoolExecutor(max_workers=limits.concurrency, thread_name_prefix="send")
@@ -327,19 +341,24 @@ def _send_all(
                         # Encoded here, before the stream is asked for more and starts reading the rest of the file
                         # on both cores: the first request leaves 0.15-0.25 s sooner (10M-row end-to-end timeline).
                         batch.json_identifiers.encoded()
-                queue_slots.acquire()
+                while not queue_slots.acquire(timeout=_SIGNAL_CHECK_SECONDS):
+                    pass
                 futures.append(pool.submit(record_dry_run if dry_run else send, batch))
                 while futures and futures[0].done():
                     futures.popleft().result()  # surfaces a bug in a worker instead of losing it
             on_prepared()  # preparation is done; sends may still be in flight
         except BaseException as exc:
-            if not isinstance(exc, Exception):  # Ctrl-C, or the scheduler ending the task
-                sender.stop("interrupted")
-                log.warning("interrupted: waiting for the requests already sent to be answered and recorded; queued "
-                            "batches are not sent (a second interrupt stops waiting, leaving those answers unrecorded)")
+            stop_if_interrupted(exc)
             raise
         finally:
-            pool.shutdown(wait=True)  # every request on the wire is answered and recorded before the run ends
+            try:
+                while wait(futures, timeout=_SIGNAL_CHECK_SECONDS).not_done:
+                    pass
+                pool.shutdown(wait=True)  # every request on the wire is answered and recorded before the run ends
+            except BaseException as exc:  # interrupted while the last batches were queued or in flight
+                stop_if_interrupted(exc)
+                pool.shutdown(wait=True)
+                raise
         for future in futures:
             future.result()
     finally:

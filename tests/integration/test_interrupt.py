@@ -20,6 +20,7 @@ from pipeline.config import load_job
 from pipeline.endpoints.base import HttpRequest
 from pipeline.endpoints.registry import endpoint_for
 from pipeline.http.client import sender_for
+from pipeline.runner import run_job
 from tests.conftest import ROOT, audience_job, run_cli, write_job
 
 CONCURRENCY = 4
@@ -29,10 +30,14 @@ CONCURRENCY = 4
     (signal.SIGINT, 130, "interrupted"),  # Ctrl-C
     (signal.SIGTERM, 143, "terminated"),  # Kubernetes, systemd, a batch scheduler
 ])
+@pytest.mark.parametrize(("rows", "signal_after"), [
+    (300, 6),  # mid-run: the main thread is handing batches to the workers
+    (60, 2),  # the tail: every batch is already queued and the main thread waits for the workers
+])
 def test_interrupt_finishes_what_is_in_flight_and_resume_sends_the_rest(tmp_path, sandbox, sandbox_env, stop_signal,
-                                                                        exit_code, said) -> None:
+                                                                        exit_code, said, rows, signal_after) -> None:
     source = tmp_path / "customers.csv"
-    emails = [f"user{i}@example.com" for i in range(300)]
+    emails = [f"user{i}@example.com" for i in range(rows)]
     source.write_text("Email Address\n" + "\n".join(emails) + "\n")
     job = audience_job(tmp_path, source, limits={"batch_size": 10, "requests_per_second": 4, "concurrency": CONCURRENCY})
     path = str(write_job(tmp_path, job))
@@ -42,7 +47,7 @@ def test_interrupt_finishes_what_is_in_flight_and_resume_sends_the_rest(tmp_path
                                env={**os.environ, **sandbox_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(sandbox.state()["received"]) < 6:
+        while time.monotonic() < deadline and len(sandbox.state()["received"]) < signal_after:
             time.sleep(0.02)
         reached_before = len(sandbox.state()["received"])
         process.send_signal(stop_signal)
@@ -59,7 +64,7 @@ def test_interrupt_finishes_what_is_in_flight_and_resume_sends_the_rest(tmp_path
     manifest = [json.loads(line) for line in next((tmp_path / "out").glob("*/ctrl-c/manifest.jsonl")).read_text().splitlines()]
     assert len(manifest) == len(received)  # every request that reached the API is recorded
     assert {r["status"] for r in manifest} == {"accepted"}
-    assert len(manifest) < len(emails) // 10
+    assert len(manifest) < len(emails) // 10, stderr
 
     sandbox.faults({"latency_seconds": 0})
     resumed = run_cli("run", path, "--run-id", "ctrl-c", env=sandbox_env)
@@ -88,3 +93,29 @@ def test_a_request_waiting_for_its_rate_start_is_not_sent_once_the_run_stops(tmp
     assert len(sandbox.state()["received"]) == 1
     # Reads still go out after a stop: they complete the record of writes already sent (a deletion task's ID).
     assert sender.fetch(HttpRequest("GET", f"{sandbox.url}/_sandbox/state")).json()["received"]
+
+
+def test_a_manifest_that_cannot_be_written_stops_the_sends_queued_behind_it(tmp_path, sandbox, sandbox_env, monkeypatch) -> None:
+    """A worker that fails (here: the disk is full when its answer is recorded) stops the run: the batches queued
+    for the other workers are not sent, so no more answers go unrecorded than were already on the wire."""
+    import pipeline.ledger
+
+    source = tmp_path / "customers.csv"
+    source.write_text("Email Address\n" + "\n".join(f"user{i}@example.com" for i in range(300)) + "\n")
+    job = load_job(write_job(tmp_path, audience_job(
+        tmp_path, source, limits={"batch_size": 10, "requests_per_second": 4, "concurrency": CONCURRENCY})))
+    appended = []
+    original_append = pipeline.ledger.Ledger.append
+
+    def append(self, record) -> None:
+        if len(appended) == 2:
+            raise OSError(28, "No space left on device")
+        appended.append(record)
+        original_append(self, record)
+
+    monkeypatch.setattr(pipeline.ledger.Ledger, "append", append)
+    with pytest.raises(OSError):
+        run_job(job, run_id="disk-full")
+    # The failing worker's request and at most one per other worker were on the wire; before, the up to
+    # 2 x concurrency batches queued behind them went out too.
+    assert len(sandbox.state()["received"]) <= len(appended) + CONCURRENCY
