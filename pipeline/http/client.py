@@ -174,12 +174,17 @@ class Sender:
             if error.may_have_arrived:
                 # The server may have acted: a retry may duplicate it (harmless only for idempotent calls).
                 outcome.ambiguous = True
-            if not self.policy.can_retry(outcome.attempts) or self.stopped.is_set():
-                return outcome
             if not self.policy.honours(error.retry_after):
+                # Every other request would be told the same: the run stops, and what is left is sent by a rerun.
                 outcome.error = TransientError(
                     f"{error}; the server asked to wait {error.retry_after:g}s, more than retry.max_retry_after_seconds="
                     f"{self.policy.max_retry_after:g}: rerun later with the same --run-id", http_status=error.http_status)
+                self.stop(f"the API asked to wait {error.retry_after:g}s (retry.max_retry_after_seconds="
+                          f"{self.policy.max_retry_after:g}); rerun later with the same --run-id")
+                return outcome
+            if error.retry_after is not None:
+                self.gate.hold(error.retry_after)
+            if not self.policy.can_retry(outcome.attempts) or self.stopped.is_set():
                 return outcome
             delay = self.policy.delay(outcome.attempts, error.retry_after)
             if not self._spend_retry_budget(delay):

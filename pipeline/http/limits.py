@@ -29,6 +29,7 @@ class SlidingWindowRateLimiter:
         # At least a second: 1.5/s allows one start per second, never two within one second.
         self.window = max(1.0, self.capacity / requests_per_second) + margin
         self._starts: deque[float] = deque()
+        self._not_before = 0.0  # a server's Retry-After holds every start of the run, not only the retry's
         self._lock = threading.Lock()
         self._clock = clock
         self._sleep = sleep
@@ -42,14 +43,22 @@ class SlidingWindowRateLimiter:
                 now = self._clock()
                 while self._starts and now - self._starts[0] >= self.window:
                     self._starts.popleft()
-                if len(self._starts) < self.capacity:
+                if now < self._not_before:
+                    wait = self._not_before - now
+                elif len(self._starts) < self.capacity:
                     self._starts.append(now)
                     return True
-                wait = max(self.window - (now - self._starts[0]), 0.001)
+                else:
+                    wait = max(self.window - (now - self._starts[0]), 0.001)
             if stop is None:
                 self._sleep(wait)
             else:
                 stop.wait(wait)  # woken at once by a stop, which the loop then sees
+
+    def hold(self, seconds: float) -> None:
+        """No start for `seconds` from now (a 429 or 503 with Retry-After speaks for the whole account)."""
+        with self._lock:
+            self._not_before = max(self._not_before, self._clock() + seconds)
 
 
 class RequestGate:
@@ -64,3 +73,6 @@ class RequestGate:
         """Yields True with a start taken, or False once `stop` is set (send nothing then)."""
         with self._slots:
             yield self._rate.acquire(stop)
+
+    def hold(self, seconds: float) -> None:
+        self._rate.hold(seconds)

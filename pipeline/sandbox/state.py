@@ -122,7 +122,7 @@ class SandboxState:
 
     def record_attempt(self, entry: dict[str, Any]) -> None:
         with self.lock:
-            self.attempts.append(entry)
+            self.attempts.append({**entry, "at": time.time()})
 
     def record_received(self, entry: dict[str, Any]) -> int:
         with self.lock:

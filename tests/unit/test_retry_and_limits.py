@@ -63,6 +63,16 @@ def test_never_more_than_capacity_starts_in_any_window() -> None:
     assert starts[-1] - starts[0] < 10.0  # and it is not slower than the limit
 
 
+def test_a_hold_delays_every_start_until_it_has_passed() -> None:
+    clock = FakeClock()
+    limiter = SlidingWindowRateLimiter(4, margin=0.0, clock=clock, sleep=clock.sleep)
+    limiter.acquire()
+    limiter.hold(5.0)
+    limiter.hold(2.0)  # a shorter hold never cuts a longer one short
+    limiter.acquire()
+    assert clock.now >= 105.0
+
+
 def test_fractional_rate() -> None:
     clock = FakeClock()
     limiter = SlidingWindowRateLimiter(0.5, margin=0.0, clock=clock, sleep=clock.sleep)
