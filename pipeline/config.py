@@ -6,7 +6,9 @@ from the environment, and secrets are `SecretStr` so they never show in a repr o
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
+import json
 import os
 import re
 from pathlib import Path
@@ -178,6 +180,22 @@ class DestinationBase(StrictModel):
     def effective_limits(self) -> Limits:
         assert self.limits is not None
         return self.limits
+
+    def target(self) -> str:
+        """A digest of where the requests go and what they ask: endpoint, URL, account, list, action, ...
+
+        Each manifest line carries it, so a resume under the same run id skips only what went to this target.
+        """
+        fields = {k: v for k, v in self.model_dump(mode="json", by_alias=True).items() if k not in _HOW_NOT_WHERE}
+        fields["base_url"] = self.url
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# Destination settings that change how a run sends, not where or what: a resume keeps what was accepted.
+_HOW_NOT_WHERE = frozenset({
+    "credentials", "limits", "timeout_seconds", "retry", "sync_mode", "max_exclude_fraction", "max_accounts",
+    "operation_poll_seconds",
+})
 
 
 _AUDIENCE_LIMITS = Limits(batch_size=100_000, requests_per_second=4, concurrency=4)

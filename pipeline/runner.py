@@ -229,6 +229,11 @@ def _send_all(
     accepted_batches = ledger.accepted_batches(endpoint.counts_for_resume)
     accepted_subjects = (ledger.accepted_subjects(endpoint.resume_keys_covered, endpoint.counts_for_resume)
                          if spec.one_subject else set())
+    elsewhere = sum(1 for r in ledger.accepted() if r.get("target") != endpoint.target)
+    if elsewhere:
+        log.warning("%d request(s) accepted under this run id went to another destination (its endpoint, URL, account, "
+                    "list or action has changed since): they do not count here, so their identifiers are sent to this one",
+                    elsewhere)
     by_status: dict[str, int] = {}
     lock = threading.Lock()
     sender = sender_for(job, endpoint)
@@ -241,7 +246,7 @@ def _send_all(
 
     def record_for(batch: Batch, started_at: str, delivery: Delivery | None) -> dict[str, Any]:
         record: dict[str, Any] = {
-            "run_id": run_id, "job": job.job, "endpoint": spec.family, "batch": batch.index,
+            "run_id": run_id, "job": job.job, "endpoint": spec.family, "target": endpoint.target, "batch": batch.index,
             "records": batch.records, "digest": batch.digest,
         }
         if batch.subject is not None:

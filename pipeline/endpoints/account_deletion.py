@@ -128,7 +128,7 @@ class AccountDeletion(EndpointBase):
 
     def counts_for_resume(self, record: dict[str, Any]) -> bool:
         # A dry run's acceptance deletes nothing: it never stands in for the real request.
-        return bool(record.get("dry_run_request", False)) == self.destination.dry_run
+        return super().counts_for_resume(record) and bool(record.get("dry_run_request", False)) == self.destination.dry_run
 
     def manifest_fields(self, batch: Batch) -> dict[str, Any]:
         (account_id,) = batch.identifiers

@@ -51,6 +51,7 @@ class EndpointBase:
     """Defaults for the optional hooks; an endpoint module overrides what its API needs."""
 
     spec: EndpointSpec
+    target: str = ""  # the destination's target() digest, set by endpoint_for
 
     def auth_headers(self) -> dict[str, str]:
         """Headers that may change between attempts (a refreshed OAuth token). Called per attempt."""
@@ -70,8 +71,9 @@ class EndpointBase:
         return {}
 
     def counts_for_resume(self, record: dict[str, Any]) -> bool:
-        """Whether an accepted manifest line means this run need not send that request again."""
-        return True
+        """Whether an accepted manifest line means this run need not send that request again: only when it went
+        where this run sends (a run id reused after the list, action, account or URL changed sends everything)."""
+        return record.get("target") == self.target
 
     def resume_key(self, batch: Batch) -> str:
         """One-subject endpoints: what a resumed run looks up to skip a request already accepted."""

@@ -35,5 +35,8 @@ def endpoint_for(job: JobConfig) -> Endpoint:
     kind = type(job.destination)
     if kind in _SINGLE_IDENTIFIER:
         (role,) = columns
-        return _SINGLE_IDENTIFIER[kind](job.destination, role)
-    return _MULTI_COLUMN[kind](job.destination, columns)
+        endpoint = _SINGLE_IDENTIFIER[kind](job.destination, role)
+    else:
+        endpoint = _MULTI_COLUMN[kind](job.destination, columns)
+    endpoint.target = job.destination.target()
+    return endpoint

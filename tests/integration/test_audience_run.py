@@ -202,6 +202,58 @@ def test_resume_with_run_id_after_a_batch_failed(tmp_path, sandbox, sandbox_env)
     assert len(manifest(tmp_path / "out")) == 6  # appended to the same manifest
 
 
+def test_a_run_id_reused_for_another_destination_sends_everything_there(tmp_path, sandbox, sandbox_env) -> None:
+    """What was accepted for one list and action does not stand in for another (a job edited, or pointed from a
+    sandbox to production, then run with the same --run-id); a change of limits or retries keeps it."""
+    def run(**destination):
+        path = write_job(tmp_path, audience_job(tmp_path, CUSTOMERS_CSV, limits={"batch_size": 40}, **destination))
+        done = run_cli("run", path.as_posix(), "--run-id", "reused", env=sandbox_env)
+        assert done.returncode == 0, done.stderr
+        return summary(tmp_path / "out")["batches_by_status"], done.stderr
+
+    assert run()[0] == {"accepted": 5}
+    assert run(retry={"max_attempts": 3}, timeout_seconds=10)[0] == {"already_accepted": 5}
+    statuses, stderr = run(action="exclude", list="Other_List")
+    assert statuses == {"accepted": 5}
+    assert "5 request(s) accepted under this run id went to another destination" in stderr
+    sent = [(r["action"], r["list"]) for r in sandbox.state()["received"]]
+    assert sent == [("include", "US_Customers")] * 5 + [("exclude", "Other_List")] * 5
+    assert sorted(received_identifiers(sandbox.state())) == sorted([*expected_hex(CUSTOMERS_CSV)] * 2)
+
+
+def _sixty_emails(tmp_path: Path) -> Path:
+    source = tmp_path / "sixty.csv"
+    source.write_text("Email Address\n" + "\n".join(f"user{i}@example.com" for i in range(60)) + "\n")
+    return source
+
+
+def test_a_retry_after_holds_every_start_of_the_run(tmp_path, sandbox, sandbox_env) -> None:
+    """A 429's Retry-After speaks for the account: no worker starts a request before it has passed."""
+    sandbox.faults({"script": [{"kind": "status", "status": 429, "retry_after": "2"}]})
+    job = audience_job(tmp_path, _sixty_emails(tmp_path), limits={"batch_size": 10, "concurrency": 4})
+    done = run_cli("run", str(write_job(tmp_path, job)), env=sandbox_env)
+    assert done.returncode == 0, done.stderr
+    assert summary(tmp_path / "out")["batches_by_status"] == {"accepted": 6}
+    attempts = sandbox.state()["attempts"]
+    [refused_at] = [a["at"] for a in attempts if a["status"] == 429]
+    # Requests started beside the refused one are answered at once; every later one waits the 2 s (before,
+    # batches 5 and 6 started at the next rate window, about 1 s after the first).
+    later = [a["at"] - refused_at for a in attempts if a["at"] > refused_at + 0.5]
+    assert len(attempts) == 7 and len(later) >= 3 and min(later) >= 1.95
+
+
+def test_a_retry_after_longer_than_allowed_stops_the_run(tmp_path, sandbox, sandbox_env) -> None:
+    sandbox.faults({"rates": [{"rate": 1.0, "kind": "status", "status": 429, "retry_after": "600"}]})
+    job = audience_job(tmp_path, _sixty_emails(tmp_path), limits={"batch_size": 5, "concurrency": 4})
+    done = run_cli("run", str(write_job(tmp_path, job)), "--run-id", "told-to-wait", env=sandbox_env)
+    assert done.returncode == 1
+    assert "the API asked to wait 600s (retry.max_retry_after_seconds=120); rerun later with the same --run-id" in done.stderr
+    # Only the requests started before the first answer; before, every one of the 12 batches was sent into the 429s.
+    assert len(sandbox.state()["attempts"]) <= 4
+    statuses = summary(tmp_path / "out")["batches_by_status"]
+    assert statuses.get("failed", 0) <= 4 and statuses["not_sent"] >= 8
+
+
 def test_dry_run_sends_nothing_and_estimates(tmp_path, sandbox, sandbox_env) -> None:
     job = audience_job(tmp_path, CUSTOMERS_CSV, limits={"batch_size": 10, "requests_per_second": 2})
     done = run_cli("run", str(write_job(tmp_path, job)), "--dry-run", env=sandbox_env)
