@@ -92,6 +92,17 @@ def cancel_tasks(job: JobConfig, task_ids: list[str]) -> list[CancelOutcome]:
     return outcomes
 
 
+def created_task_ids(records: list[dict[str, Any]]) -> list[str]:
+    """The tasks a run's accepted requests created: each one's taskId, or when the task list could not tell
+    which new task was whose (a request retried after a lost answer creates two), every candidate."""
+    task_ids: list[str] = []
+    for record in records:
+        if record.get("status") == "accepted":
+            ids = record.get("ids", {})
+            task_ids += [str(ids["taskId"])] if "taskId" in ids else [str(t) for t in ids.get("taskId_candidates", [])]
+    return task_ids
+
+
 def sync_run(job: JobConfig, run_id: str) -> dict[str, Any]:
     """Refresh the state of every task in a run's manifest and append one state line per task."""
     store = run_store(job, run_id)
@@ -99,7 +110,7 @@ def sync_run(job: JobConfig, run_id: str) -> dict[str, Any]:
         raise ConfigError(f"no manifest for run {run_id!r} at {store.uri}")
     ledger = open_ledger(store, job.output.ledger_flush_records, job.output.ledger_flush_seconds)
     try:
-        task_ids = [r["ids"]["taskId"] for r in ledger.records if r.get("status") == "accepted" and "taskId" in r.get("ids", {})]
+        task_ids = created_task_ids(ledger.records)
         current = {t.task_id: t for t in list_tasks(job)}
         now = datetime.now(timezone.utc)
         states: dict[str, int] = {}
@@ -124,7 +135,7 @@ def open_runs(job: JobConfig) -> list[str]:
     still_open = []
     for run_id in run_ids(job):
         records, _ = read_records(run_store(job, run_id))
-        created = {str(r["ids"]["taskId"]) for r in records if r.get("status") == "accepted" and "taskId" in r.get("ids", {})}
+        created = set(created_task_ids(records))
         last_seen = {str(r["taskId"]): str(r.get("task_status", "")) for r in records if r.get("record") == "task_state"}
         if any(last_seen.get(task_id) not in FINAL_STATES for task_id in created):
             still_open.append(run_id)

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from pipeline.config import load_job
-from pipeline.deletions import sync_run
+from pipeline.deletions import open_runs, sync_run
 from pipeline.endpoints.data_deletion import DataDeletion
 from pipeline.http.client import sender_for
 from tests.conftest import ROOT, deletion_job, read_manifest, read_summary, run_cli, valid_normalised_emails, write_job
@@ -147,3 +147,23 @@ def test_sync_of_an_unknown_run_leaves_nothing_behind(tmp_path, sandbox_env, mon
     with pytest.raises(ConfigError, match="no manifest for run 'typo'"):
         sync_run(job, "typo")
     assert not list((tmp_path / "out").rglob("typo"))
+
+
+def test_the_tasks_of_a_request_retried_after_a_lost_answer_are_all_followed_up(tmp_path, fast_deletions, sandbox_env) -> None:
+    """The server created a task, the answer was lost, the retry created another: the list cannot tell which is
+    whose, so the manifest names both as candidates, and `deletions sync` follows both to their end."""
+    sandbox = fast_deletions
+    sandbox.configure({"data_deletion": {"create_returns_body": False}})
+    # The run first lists the account's tasks (served normally); its first create is acted on, then cut off.
+    sandbox.faults({"family": "data_deletion", "script": [{"kind": "none"}, {"kind": "reset_after"}]})
+    path = write_job(tmp_path, deletion_job(tmp_path, SOURCE, limits={"batch_size": 20, "requests_per_second": 10}))
+    assert run_cli("run", str(path), "--run-id", "dsr-2", env=sandbox_env).returncode == 0
+    first = min(read_manifest(tmp_path / "out"), key=lambda line: line["batch"])
+    assert first["ambiguous"] and first["task_id_source"] == "list_diff_ambiguous"
+    assert len(first["ids"]["taskId_candidates"]) == 2
+    job = load_job(path)
+    assert open_runs(job) == ["dsr-2"]
+    assert sync_run(job, "dsr-2")["tasks"] == 3  # both candidates and the second batch's task
+    sandbox.advance_days(30)
+    assert sync_run(job, "dsr-2")["by_status"] == {"ACTIONED": 3}
+    assert open_runs(job) == []
