@@ -17,7 +17,8 @@ ROW_NUMBER = "__row"
 
 _CSV_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt", ".txt.gz")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
-_LOOKS_LIKE_DATA = re.compile(r"@|\+?\d[\d ()-]{6,}")  # an email address or a phone number, never echoed
+# An email address, or seven digits or more in any layout (a phone: 415.555.0101, +44 20 7946 0958): never echoed.
+_LOOKS_LIKE_DATA = re.compile(r"@|\d(?:[\s().\-/]*\d){6,}")
 
 
 @dataclass(frozen=True)

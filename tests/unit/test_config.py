@@ -87,14 +87,20 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
         load_job(tmp_path / "bad.yaml")
 
 
-def test_a_headerless_file_read_with_a_header_never_echoes_its_first_row(tmp_path) -> None:
+@pytest.mark.parametrize(("first_row", "secret"), [
+    ("jane.doe@example.com,+14155550101", "4155550101"),
+    ("NETWORK_OPT_OUT,,415.555.0101", "555.0101"),
+    ("NETWORK_OPT_OUT,,+44 20 7946 0958", "7946"),
+    ("NETWORK_OPT_OUT,,(415) 555/0101", "555/0101"),
+])
+def test_a_headerless_file_read_with_a_header_never_echoes_its_first_row(tmp_path, first_row, secret) -> None:
     from pipeline.errors import InputError
     from pipeline.sources.local import open_local_source
 
     path = tmp_path / "export.csv"
-    path.write_text("jane.doe@example.com,+14155550101\njohn@example.com,+14155550102\n")
+    path.write_text(f"{first_row}\njohn@example.com,x,+14155550102\n")
     with pytest.raises(InputError) as raised:
         open_local_source(str(path), None, {"email": "email"}, delimiter=",", has_header=True)
     message = str(raised.value)
-    assert "jane.doe@example.com" not in message and "4155550101" not in message
+    assert secret not in message and "jane.doe@example.com" not in message
     assert "has_header: false" in message
