@@ -27,7 +27,7 @@ from pipeline.endpoints.base import Endpoint
 from pipeline.endpoints.registry import endpoint_for
 from pipeline.errors import ConfigError, InputError, SendError
 from pipeline.http.client import Delivery, Sender, sender_for
-from pipeline.ledger import PLAN, REJECTS, SUMMARY, LedgerBase, open_ledger, utc_now, write_json
+from pipeline.ledger import PLAN, REJECTS, SUMMARY, LedgerBase, open_ledger, read_records, utc_now, write_json
 from pipeline.prepare.stream import PreparedStream
 from pipeline.progress import Progress, SilentProgress
 from pipeline.rejects import RejectsWriter
@@ -130,6 +130,9 @@ def run_job(
     started = time.monotonic()
     endpoint = endpoint_for(job)
     store = run_store(job, run_id)
+    if dry_run and any(r.get("status", "dry_run") != "dry_run" for r in read_records(store)[0] if "batch" in r):
+        raise ConfigError(f"--run-id {run_id}: this run has sent requests; a dry run under its id would replace its "
+                          "summary and plan. Dry-run under another --run-id, or none")
     summary = RunSummary(run_id, job.job, endpoint.spec.family, dry_run, store.uri, started_at=utc_now())
 
     # The spill holds normalised identifiers: a private temporary folder, removed on every way out.

@@ -11,6 +11,15 @@ from pipeline.ledger import PLAN, SUMMARY, read_records
 from pipeline.runner import run_store
 
 
+def _finished(summary_bytes: bytes | None, plan: dict[str, Any]) -> bool:
+    """A summary is written as a run ends; one older than the plan is a finished earlier attempt's, and the
+    attempt that wrote the plan after it (a resume) did not finish."""
+    if summary_bytes is None:
+        return False
+    written = plan.get("written_at")
+    return written is None or json.loads(summary_bytes).get("finished_at", "") >= written
+
+
 def run_status(job: JobConfig, run_id: str) -> dict[str, Any]:
     store = run_store(job, run_id)
     plan_bytes = store.read_bytes(PLAN)
@@ -45,6 +54,6 @@ def run_status(job: JobConfig, run_id: str) -> dict[str, Any]:
         "pending": None if planned is None else max(planned - attempted, 0),
         "ambiguous": len(ambiguous),
         "manifest_torn_lines": torn,
-        "finished": store.read_bytes(SUMMARY) is not None,
+        "finished": _finished(store.read_bytes(SUMMARY), plan),
         "output_dir": store.uri,
     }

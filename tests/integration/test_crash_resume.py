@@ -113,3 +113,14 @@ def test_status_of_a_crashed_run(tmp_path, sandbox, sandbox_env) -> None:
     assert (report["batches_planned"], report["pending"]) in ((None, None), (18, 15))
     text = run_cli("status", "--config", path, "--run-id", "st", env=sandbox_env).stdout
     assert "did not finish (resume it with the same --run-id)" in text
+
+    assert run_cli("run", path, "--run-id", "st", env=sandbox_env).returncode == 0
+    assert json.loads(run_cli("status", "--config", path, "--run-id", "st", "--json", env=sandbox_env).stdout)["finished"]
+    # A resume killed part way (the job now names another list: everything goes out again): the summary the
+    # finished attempt left says nothing about it.
+    assert path == str(write_job(tmp_path, {**job, "destination": {**job["destination"], "list": "Other_List"}}))
+    assert _run_and_kill(path, "st", sandbox_env, "after_ledger:1", sandbox) == -signal.SIGKILL
+    assert not json.loads(run_cli("status", "--config", path, "--run-id", "st", "--json", env=sandbox_env).stdout)["finished"]
+    # A dry run would replace the real run's summary and plan: refused.
+    dry = run_cli("run", path, "--run-id", "st", "--dry-run", env=sandbox_env)
+    assert dry.returncode == 2 and "this run has sent requests" in dry.stderr
