@@ -11,6 +11,7 @@ import requests
 from pydantic import SecretStr
 
 from pipeline.errors import TerminalError, TransientError
+from pipeline.http.retry import parse_retry_after
 
 
 def basic_key_pair(public_key: SecretStr, secret_key: SecretStr) -> dict[str, str]:
@@ -27,6 +28,10 @@ def bearer(token: SecretStr | str) -> dict[str, str]:
     return {"Authorization": f"Bearer {value}"}
 
 
+_TOKEN_ATTEMPTS = 4
+_MAX_TOKEN_WAIT_SECONDS = 60.0  # a token endpoint asking for longer fails the request, whose own retries go on
+
+
 class OAuthClientCredentials:
     """OAuth 2.0 client credentials with a cached token, refreshed shortly before it expires.
 
@@ -35,13 +40,14 @@ class OAuthClientCredentials:
     """
 
     def __init__(self, token_url: str, app_id: SecretStr, app_secret: SecretStr, *, timeout: float = 30.0,
-                 refresh_margin: float = 300.0, clock=time.monotonic, session: requests.Session | None = None):
+                 refresh_margin: float = 300.0, clock=time.monotonic, sleep=time.sleep, session: requests.Session | None = None):
         self._token_url = token_url
         self._app_id = app_id
         self._app_secret = app_secret
         self._timeout = timeout
         self._margin = refresh_margin
         self._clock = clock
+        self._sleep = sleep
         self._session = session or requests.Session()
         self._lock = threading.Lock()
         self._token: str | None = None
@@ -66,7 +72,8 @@ class OAuthClientCredentials:
     def _fetch(self) -> tuple[str, float]:
         self.fetches += 1
         last_problem = "no answer"
-        for attempt in range(1, 5):
+        for attempt in range(1, _TOKEN_ATTEMPTS + 1):
+            retry_after = None
             try:
                 response = self._session.post(
                     self._token_url,
@@ -84,11 +91,16 @@ class OAuthClientCredentials:
                     )
                 if response.ok:
                     try:
-                        body = response.json()
+                        # Keys read whatever their case: Rokt's own auth page shows "Access_token" in one sample.
+                        body = {str(key).lower(): value for key, value in response.json().items()}
                         return str(body["access_token"]), float(body.get("expires_in", 3600))
-                    except (ValueError, KeyError, TypeError):
+                    except (ValueError, KeyError, TypeError, AttributeError):
                         last_problem = "an answer without access_token"
                 else:
                     last_problem = f"HTTP {response.status_code}"
-            time.sleep(min(8.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
-        raise TransientError(f"could not get an OAuth token: {last_problem}")
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if attempt < _TOKEN_ATTEMPTS:
+                backoff = min(8.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+                self._sleep(min(max(backoff, retry_after or 0.0), _MAX_TOKEN_WAIT_SECONDS))
+        # Nothing of the request this token was for has been sent: a retry of it can never duplicate anything.
+        raise TransientError(f"could not get an OAuth token: {last_problem}", may_have_arrived=False)

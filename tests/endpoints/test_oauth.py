@@ -39,3 +39,38 @@ def test_a_short_lived_token_is_not_fetched_per_request(sandbox) -> None:
     clock.now = 61
     oauth.token()
     assert oauth.fetches == 2
+
+
+def test_a_busy_token_endpoint_is_waited_for_as_it_asks_and_a_failure_is_never_ambiguous(sandbox) -> None:
+    import pytest
+
+    from pipeline.errors import TransientError
+
+    waits: list[float] = []
+    sandbox.faults({"family": "auth", "script": [{"kind": "status", "status": 429, "retry_after": "7"}]})
+    oauth = OAuthClientCredentials(f"{sandbox.url}/auth/oauth2/token", SecretStr("sandbox-app-id"),
+                                   SecretStr("sandbox-app-secret"), sleep=waits.append)
+    assert oauth.token()
+    assert len(waits) == 1 and waits[0] >= 7.0  # the server's wish, not the first backoff of at most 0.5 s
+
+    sandbox.faults({"family": "auth", "rates": [{"rate": 1.0, "kind": "status", "status": 503}]})
+    oauth.invalidate()
+    with pytest.raises(TransientError) as failed:
+        oauth.token()
+    # The request the token was for was never sent: retrying it cannot duplicate anything.
+    assert failed.value.may_have_arrived is False and "HTTP 503" in str(failed.value)
+
+
+def test_the_token_key_is_read_whatever_its_case() -> None:
+    class Answer:
+        status_code, ok, headers = 200, True, {}
+
+        def json(self):
+            return {"Access_token": "t0ken", "Expires_in": 3600}
+
+    class Session:
+        def post(self, *args, **kwargs):
+            return Answer()
+
+    oauth = OAuthClientCredentials("https://auth.example/token", SecretStr("id"), SecretStr("secret"), session=Session())
+    assert oauth.token() == "t0ken"
