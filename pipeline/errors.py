@@ -21,6 +21,12 @@ class InputError(PipelineError):
     exit_code = 2
 
 
+class LedgerError(PipelineError):
+    """Answers could not be recorded durably (the object store kept failing): a resume would send them again."""
+
+    exit_code = 1
+
+
 class SendError(PipelineError):
     """A request did not succeed."""
 

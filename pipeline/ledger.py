@@ -5,7 +5,9 @@ crash mid-write) is ignored and reported, never fatal. Nothing here ever holds a
 
 Local output: `manifest.jsonl`, flushed and fsynced per record. S3 output: the same lines in immutable segment
 objects under `manifest/`, put after `ledger_flush_records` answers or `ledger_flush_seconds`, whichever comes
-first, so a lost worker loses at most that much of its ledger (S3 has no append).
+first, so a lost worker loses at most that much of its ledger (S3 has no append). While S3 refuses the puts,
+lines wait in memory up to a bound, then the run stops sending; what the last put cannot store is saved to a
+local file that the error names.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ import json
 import logging
 import os
 import secrets
+import tempfile
 import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from pipeline.errors import LedgerError
 from pipeline.storage import LocalStore, Store
 
 log = logging.getLogger(__name__)
@@ -129,15 +134,20 @@ class Ledger(LedgerBase):
             self._handle.close()
 
 
+_PENDING_FLUSHES = 4  # a run goes on sending while at most this many segments' worth of lines wait for a put
+_CLOSE_ATTEMPTS = 4  # the last put, each after boto3's own retries
+
+
 class SegmentedLedger(LedgerBase):
     """The ledger in an object store: segments of lines, each put once, never rewritten."""
 
-    def __init__(self, store: Store, flush_records: int, flush_seconds: float):
+    def __init__(self, store: Store, flush_records: int, flush_seconds: float, sleep: Callable[[float], None] = time.sleep):
         self.store = store
         self.records, self.torn_lines = read_records(store)
         self._report_torn(store.uri)
         self._flush_records = flush_records
         self._flush_seconds = flush_seconds
+        self._sleep = sleep
         self._pending: list[str] = []
         self._lock = threading.Lock()
         self._writer = secrets.token_hex(4)  # two workers resuming one run never overwrite each other's segments
@@ -154,6 +164,11 @@ class SegmentedLedger(LedgerBase):
                 try:
                     self._flush_locked()
                 except Exception as exc:  # the request was sent: keep its line pending, the next flush retries
+                    if len(self._pending) >= _PENDING_FLUSHES * self._flush_records:
+                        # The bound a lost worker would re-send (README, S3) holds only while lines reach S3.
+                        raise LedgerError(f"the manifest cannot be written to {self.store.uri} ({exc}); "
+                                          f"{len(self._pending)} answered request(s) wait to be recorded, so the run "
+                                          "stops sending") from None
                     log.warning("could not write a ledger segment to %s yet (%d line(s) pending): %s",
                                 self.store.uri, len(self._pending), exc)
 
@@ -177,7 +192,22 @@ class SegmentedLedger(LedgerBase):
         self._closed.set()
         self._flusher.join(timeout=self._flush_seconds + 5)
         with self._lock:
-            self._flush_locked()
+            for attempt in range(_CLOSE_ATTEMPTS):
+                try:
+                    self._flush_locked()
+                    return
+                except Exception as exc:
+                    problem = exc
+                    if attempt + 1 < _CLOSE_ATTEMPTS:
+                        self._sleep(2.0 ** attempt)
+            # Lines hold no raw identifier (module docstring): a local file may keep them.
+            rescue = Path(tempfile.gettempdir()) / "rokt-pipeline-unsaved" / f"{self._sequence:08d}-{self._writer}.jsonl"
+            rescue.parent.mkdir(parents=True, exist_ok=True)
+            rescue.write_text("".join(self._pending), encoding="utf-8")
+            raise LedgerError(
+                f"{len(self._pending)} answered request(s) could not be recorded in {self.store.uri} ({problem}); their "
+                f"manifest lines are saved in {rescue}: copy it to {self.store.uri}/{SEGMENTS} before running again with "
+                "the same --run-id, or that run sends those requests again")
 
 
 def open_ledger(store: Store, flush_records: int, flush_seconds: float) -> LedgerBase:
