@@ -157,7 +157,8 @@ def _measure(plan: list[tuple[int, float]], with_pandas: bool, log) -> list[Leve
             path = write_job(f"unsubscribe-c{concurrency}-{latency * 1000:.0f}ms", job)
             child = run_child(pipeline_argv("run", str(path), "--log-format", "json", with_pandas=with_pandas), env=env).check()
             summary = run_summary(child)
-            manifest = [json.loads(line) for line in (Path(summary["_folder"]) / "manifest.jsonl").read_text().splitlines() if line.strip()]
+            lines = [json.loads(line) for line in (Path(summary["_folder"]) / "manifest.jsonl").read_text().splitlines() if line.strip()]
+            manifest = [line for line in lines if "status" in line]  # outcomes, not the lines recording a sending
             span = max(_epoch(r["finished_at"]) for r in manifest) - min(_epoch(r["started_at"]) for r in manifest)
             state = sandbox.state()
             level = Level(concurrency, latency, len(manifest), child, span, summary["batches_by_status"], len(state["violations"]),

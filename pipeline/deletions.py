@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from pipeline.config import DataDeletionDestination, JobConfig
-from pipeline.endpoints.data_deletion import DataDeletion
+from pipeline.endpoints.data_deletion import DataDeletion, created_task_ids
 from pipeline.errors import ConfigError, SendError
 from pipeline.http.client import sender_for
 from pipeline.ledger import open_ledger, read_records, utc_now
@@ -90,17 +90,6 @@ def cancel_tasks(job: JobConfig, task_ids: list[str]) -> list[CancelOutcome]:
     finally:
         sender.close()
     return outcomes
-
-
-def created_task_ids(records: list[dict[str, Any]]) -> list[str]:
-    """The tasks a run's accepted requests created: each one's taskId, or when the task list could not tell
-    which new task was whose (a request retried after a lost answer creates two), every candidate."""
-    task_ids: list[str] = []
-    for record in records:
-        if record.get("status") == "accepted":
-            ids = record.get("ids", {})
-            task_ids += [str(ids["taskId"])] if "taskId" in ids else [str(t) for t in ids.get("taskId_candidates", [])]
-    return task_ids
 
 
 def sync_run(job: JobConfig, run_id: str) -> dict[str, Any]:

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.jsonl"
 SEGMENTS = "manifest/"
+# `record` kinds of lines that are not a request's outcome (those have a `status`):
+SENDING = "sending"  # a not idempotent request is about to be sent: a resume knows it may have arrived
+UNRECORDED_ATTEMPTS = "unrecorded_attempts"  # IDs the API may hold for requests sent before a crash
 SUMMARY = "summary.json"
 REJECTS = "rejects.csv"
 PLAN = "plan.json"  # written before the first request: what the run means to send

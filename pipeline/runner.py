@@ -27,7 +27,9 @@ from pipeline.endpoints.base import Endpoint
 from pipeline.endpoints.registry import endpoint_for
 from pipeline.errors import ConfigError, InputError, SendError
 from pipeline.http.client import Delivery, Sender, sender_for
-from pipeline.ledger import PLAN, REJECTS, SUMMARY, LedgerBase, open_ledger, read_records, utc_now, write_json
+from pipeline.ledger import (
+    PLAN, REJECTS, SENDING, SUMMARY, UNRECORDED_ATTEMPTS, LedgerBase, open_ledger, read_records, utc_now, write_json,
+)
 from pipeline.prepare.stream import PreparedStream
 from pipeline.progress import Progress, SilentProgress
 from pipeline.rejects import RejectsWriter
@@ -237,6 +239,10 @@ def _send_all(
         log.warning("%d request(s) accepted under this run id went to another destination (its endpoint, URL, account, "
                     "list or action has changed since): they do not count here, so their identifiers are sent to this one",
                     elsewhere)
+    # Not idempotent: each request's sending is recorded before its first byte, so a resume after a crash
+    # between sending and recording knows that the API may have acted on it already.
+    records_sending = not spec.retry_safe and not dry_run
+    unrecorded = _unrecorded_attempts(ledger.records, endpoint) if records_sending else {}
     by_status: dict[str, int] = {}
     lock = threading.Lock()
     sender = sender_for(job, endpoint)
@@ -247,7 +253,7 @@ def _send_all(
         with lock:
             by_status[status] = by_status.get(status, 0) + 1
 
-    def record_for(batch: Batch, started_at: str, delivery: Delivery | None) -> dict[str, Any]:
+    def describe(batch: Batch) -> dict[str, Any]:
         record: dict[str, Any] = {
             "run_id": run_id, "job": job.job, "endpoint": spec.family, "target": endpoint.target, "batch": batch.index,
             "records": batch.records, "digest": batch.digest,
@@ -255,6 +261,10 @@ def _send_all(
         if batch.subject is not None:
             record["subject"] = batch.subject
         record.update(endpoint.manifest_fields(batch))
+        return record
+
+    def record_for(batch: Batch, started_at: str, delivery: Delivery | None) -> dict[str, Any]:
+        record = describe(batch)
         if delivery is None:
             record.update(status="dry_run", http_status=None, ids={}, attempts=0, error=None, ambiguous=False)
         else:
@@ -265,19 +275,42 @@ def _send_all(
         record.update(started_at=started_at, finished_at=utc_now())
         return record
 
+    def record_unrecorded_attempts() -> None:
+        since = min(unrecorded.values())
+        log.warning("%d request(s) were sent under this run id and their answers never recorded (the process stopped "
+                    "in between): the API may have acted on them; sent again, they are flagged ambiguous", len(unrecorded))
+        try:
+            ids = endpoint.ids_of_unrecorded_attempts(since, ledger.records, sender.fetch)
+        except SendError as exc:
+            ids, note = {}, f"could not look up the IDs: {exc}"
+        else:
+            note = None
+        ledger.append({"run_id": run_id, "job": job.job, "endpoint": spec.family, "target": endpoint.target,
+                       "record": UNRECORDED_ATTEMPTS, "requests": len(unrecorded), "since": since, "ids": ids,
+                       "ids_note": note, "checked_at": utc_now()})
+
     def send(batch: Batch) -> None:
         try:
             if sender.stopped.is_set():  # queued before the stop: never attempted, so no manifest line
                 count("not_sent")
                 return
             started_at = utc_now()
-            delivery = sender.deliver(endpoint.build_request(batch))
+
+            def record_sending() -> None:
+                ledger.append({**describe(batch), "record": SENDING, "started_at": started_at})
+
+            delivery = sender.deliver(endpoint.build_request(batch), record_sending if records_sending else None)
             if delivery.status == "not_sent":  # the run stopped while this request waited for its turn
                 count("not_sent")
                 return
             faultpoints.reached("after_answer")
             if delivery.status == "accepted":
                 delivery.ids, delivery.notes = _complete_ids(endpoint, batch, delivery, sender)
+            earlier = unrecorded.get(_request_key(endpoint, batch.index, batch.digest, endpoint.resume_key(batch)
+                                                  if spec.one_subject else None))
+            if earlier is not None:  # sent before under this run id, and the process died before the answer was kept
+                delivery.ambiguous = True
+                delivery.notes = {**delivery.notes, "earlier_attempt_unrecorded": earlier}
             with lock:  # counted before the ledger write, so nothing sent can ever pass for "nothing sent"
                 summary.requests += delivery.attempts
                 summary.retries += delivery.attempts - 1
@@ -345,6 +378,8 @@ def _send_all(
                 if not (started or dry_run):
                     started = True
                     _start_run(endpoint, sender, summary)
+                    if unrecorded and not sender.stopped.is_set():
+                        record_unrecorded_attempts()
                     if not sender.stopped.is_set():
                         # Encoded here, before the stream is asked for more and starts reading the rest of the file
                         # on both cores: the first request leaves 0.15-0.25 s sooner (10M-row end-to-end timeline).
@@ -385,6 +420,25 @@ def _send_all(
         # When sending stops part way (a bug, Ctrl-C) the stream finishes rejects.csv now, before the run's counts
         # and uploads, not whenever the interpreter frees it (the CLI leaves with os._exit).
         batches.close()
+
+
+def _request_key(endpoint: Endpoint, batch: int, digest: str, one_subject_key: str | None) -> Any:
+    return one_subject_key if endpoint.spec.one_subject else (batch, digest)
+
+
+def _unrecorded_attempts(records: list[dict[str, Any]], endpoint: Endpoint) -> dict[Any, str]:
+    """Requests of this target whose sending is in the manifest but not their outcome -> when they were sent."""
+    pending: dict[Any, str] = {}
+    for record in records:
+        if "batch" not in record or record.get("target") != endpoint.target:
+            continue
+        own_key = endpoint.resume_keys_covered(record)[0] if endpoint.spec.one_subject else None
+        key = _request_key(endpoint, record["batch"], record["digest"], own_key)
+        if record.get("record") == SENDING:
+            pending[key] = record["started_at"]
+        elif "status" in record:
+            pending.pop(key, None)
+    return pending
 
 
 def _identifiers_left(ledger: LedgerBase, endpoint: Endpoint, identifiers: int) -> int:

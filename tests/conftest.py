@@ -107,11 +107,13 @@ def unsubscribe_job(tmp_path: Path, source: Path | str, **destination: Any) -> d
     }
 
 
-def read_manifest(out: Path) -> list[dict[str, Any]]:
+def read_manifest(out: Path, *, with_sending_lines: bool = False) -> list[dict[str, Any]]:
+    """The manifest's lines; without the lines that record a request about to be sent, unless asked for."""
     import json
 
     [path] = out.glob("*/*/manifest.jsonl")
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    return lines if with_sending_lines else [line for line in lines if line.get("record") != "sending"]
 
 
 def read_summary(out: Path) -> dict[str, Any]:

@@ -81,7 +81,8 @@ class EndpointBase:
         return batch.subject
 
     def resume_keys_covered(self, record: dict[str, Any]) -> tuple[str, ...]:
-        """One-subject endpoints: the resume keys of the requests an accepted manifest line makes unnecessary."""
+        """One-subject endpoints: the resume keys of the requests an accepted manifest line makes unnecessary,
+        the line's own first."""
         return (record["subject"],)
 
     def bind_run(self, job: str, run_id: str, dry_run: bool) -> None:
@@ -104,6 +105,11 @@ class EndpointBase:
     def read_response(self, response: requests.Response) -> dict[str, Any]:
         """The IDs the API returned (body and headers); raises TransientError or TerminalError."""
         raise NotImplementedError
+
+    def ids_of_unrecorded_attempts(self, since: str, records: list[dict[str, Any]], fetch: Fetch) -> dict[str, Any]:
+        """IDs the API may hold for requests sent since `since` (under this run id) whose answers were never
+        recorded: the process died between sending and recording. Called once, before a resume sends."""
+        return {}
 
     def after_accept(self, batch: Batch, ids: dict[str, Any], fetch: Fetch) -> tuple[dict[str, Any], dict[str, Any]]:
         """(ids, notes for the manifest) once a request is accepted: e.g. look up an ID the answer lacked."""

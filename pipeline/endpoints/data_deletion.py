@@ -19,6 +19,7 @@ from pipeline.config import DataDeletionDestination
 from pipeline.endpoints.base import EndpointBase, EndpointSpec, Fetch, HttpRequest, error_detail, json_body, raise_for_status
 from pipeline.errors import CredentialsExpired, SendError, TerminalError
 from pipeline.http.auth import OAuthClientCredentials
+from pipeline.ledger import UNRECORDED_ATTEMPTS
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,15 @@ class DataDeletion(EndpointBase):
             return {}, {"task_id_source": "not_found", "task_id_note": "no new task appeared in the task list"}
         return {"taskId_candidates": sorted(new)}, {"task_id_source": "list_diff_ambiguous"}
 
+    def ids_of_unrecorded_attempts(self, since: str, records: list[dict[str, Any]], fetch: Fetch) -> dict[str, Any]:
+        # A task the API created for a request whose answer died with the process is in the list, created
+        # since then, and named by no manifest line (nor are tasks of other clients of the account: candidates).
+        since_time = datetime.fromisoformat(since.replace("Z", "+00:00")) - timedelta(seconds=5)
+        named = set(created_task_ids(records))
+        candidates = sorted(str(task["taskId"]) for task in self.list_tasks(fetch) if str(task["taskId"]) not in named
+                            and (_created(task) or since_time) >= since_time)
+        return {"taskId_candidates": candidates} if candidates else {}
+
     def list_tasks(self, fetch: Fetch) -> list[dict[str, Any]]:
         """This account's tasks, as the API lists them."""
         body = json_body(fetch(HttpRequest("GET", self.tasks_url, {"Accept": "application/json"})))
@@ -130,6 +140,18 @@ def raise_for_deletion_status(response: requests.Response, spec: EndpointSpec) -
     if name in _ERROR_HELP:
         raise TerminalError(f"HTTP {response.status_code} {name}: {_ERROR_HELP[name]}", http_status=response.status_code, stops_run=True)
     raise_for_status(response, spec)
+
+
+def created_task_ids(records: list[dict[str, Any]]) -> list[str]:
+    """The tasks a run's accepted requests created: each one's taskId, or when the task list could not tell
+    which new task was whose (a request retried after a lost answer creates two), every candidate; and the
+    candidates for requests sent before a crash whose answers were never recorded."""
+    task_ids: list[str] = []
+    for record in records:
+        if record.get("status") == "accepted" or record.get("record") == UNRECORDED_ATTEMPTS:
+            ids = record.get("ids", {})
+            task_ids += [str(ids["taskId"])] if "taskId" in ids else [str(t) for t in ids.get("taskId_candidates", [])]
+    return task_ids
 
 
 def _created(task: dict[str, Any]) -> datetime | None:

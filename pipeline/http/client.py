@@ -98,9 +98,13 @@ class Sender:
             self._retry_seconds += delay
             return True
 
-    def deliver(self, request: HttpRequest) -> Delivery:
-        """A write: the endpoint reads the answer; not-idempotent endpoints flag answers lost after sending."""
-        outcome = self._attempts(request, self.endpoint.read_response, honour_stop=True)
+    def deliver(self, request: HttpRequest, before_first_send: Callable[[], None] | None = None) -> Delivery:
+        """A write: the endpoint reads the answer; not-idempotent endpoints flag answers lost after sending.
+
+        `before_first_send` runs once, when the first attempt has its slot and nothing has been sent yet (the
+        runner records there that the request is about to go out).
+        """
+        outcome = self._attempts(request, self.endpoint.read_response, honour_stop=True, before_first_send=before_first_send)
         if outcome.attempts == 0:
             return Delivery("not_sent", None)
         error = outcome.error
@@ -124,7 +128,8 @@ class Sender:
         assert outcome.response is not None
         return outcome.response
 
-    def _attempts(self, request: HttpRequest, interpret: Callable[[requests.Response], T], *, honour_stop: bool) -> _Outcome:
+    def _attempts(self, request: HttpRequest, interpret: Callable[[requests.Response], T], *, honour_stop: bool,
+                  before_first_send: Callable[[], None] | None = None) -> _Outcome:
         outcome = _Outcome()
         refreshed = False
         # Serialised once, before any rate slot is taken: a 100,000-identifier body takes 10-20 ms, which would
@@ -152,6 +157,8 @@ class Sender:
                     if not granted:  # stopped (Ctrl-C, a terminal error) before this attempt: it is not made
                         outcome.attempts -= 1  # 0 for a first attempt: deliver() says not_sent
                         return outcome
+                    if outcome.attempts == 1 and before_first_send is not None:
+                        before_first_send()
                     response = self.session.send(prepared, timeout=(CONNECT_TIMEOUT_SECONDS, self.timeout), **settings)
                 outcome.response = response
                 outcome.value = interpret(response)

@@ -67,6 +67,13 @@ def test_unsubscribe_run_killed_and_resumed(tmp_path, sandbox, sandbox_env, kill
         if hashlib.sha256(email.encode()).hexdigest() in before:
             assert n == 1, "a subject the ledger showed accepted was sent again"
     assert sum(n - 1 for n in counts.values()) <= CONCURRENCY
+    # Unsubscribing is not idempotent: each request's sending was recorded first, so every one sent again is
+    # flagged, never silent.
+    final = {line["subject"]: line for line in read_manifest(tmp_path / "out") if line.get("status") == "accepted"}
+    for email, n in counts.items():
+        if n > 1:
+            line = final[hashlib.sha256(email.encode()).hexdigest()]
+            assert line["ambiguous"] and "earlier_attempt_unrecorded" in line, line
 
 
 def _run_and_kill(path: str, run_id: str, env: dict, kill_at: str, sandbox) -> int:
