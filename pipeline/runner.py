@@ -236,9 +236,9 @@ def _send_all(
                          if spec.one_subject else set())
     elsewhere = sum(1 for r in ledger.accepted() if r.get("target") != endpoint.target)
     if elsewhere:
-        log.warning("%d request(s) accepted under this run id went to another destination (its endpoint, URL, account, "
-                    "list or action has changed since): they do not count here, so their identifiers are sent to this one",
-                    elsewhere)
+        log.warning("%d request(s) accepted under this run id went to another destination (the job's endpoint, URL, "
+                    "account, list, action or mode has changed since): they do not count here, so their identifiers are "
+                    "sent to this one", elsewhere)
     # Not idempotent: each request's sending is recorded before its first byte, so a resume after a crash
     # between sending and recording knows that the API may have acted on it already.
     records_sending = not spec.retry_safe and not dry_run

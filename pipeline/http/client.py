@@ -101,8 +101,8 @@ class Sender:
     def deliver(self, request: HttpRequest, before_first_send: Callable[[], None] | None = None) -> Delivery:
         """A write: the endpoint reads the answer; not-idempotent endpoints flag answers lost after sending.
 
-        `before_first_send` runs once, when the first attempt has its slot and nothing has been sent yet (the
-        runner records there that the request is about to go out).
+        `before_first_send` runs once, right before the first byte of the first attempt that gets its rate start
+        (the runner records there that the request is about to go out).
         """
         outcome = self._attempts(request, self.endpoint.read_response, honour_stop=True, before_first_send=before_first_send)
         if outcome.attempts == 0:
@@ -157,8 +157,9 @@ class Sender:
                     if not granted:  # stopped (Ctrl-C, a terminal error) before this attempt: it is not made
                         outcome.attempts -= 1  # 0 for a first attempt: deliver() says not_sent
                         return outcome
-                    if outcome.attempts == 1 and before_first_send is not None:
+                    if before_first_send is not None:  # once: an attempt that failed before its slot sent nothing
                         before_first_send()
+                        before_first_send = None
                     response = self.session.send(prepared, timeout=(CONNECT_TIMEOUT_SECONDS, self.timeout), **settings)
                 outcome.response = response
                 outcome.value = interpret(response)

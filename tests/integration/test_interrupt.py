@@ -30,25 +30,30 @@ CONCURRENCY = 4
     (signal.SIGINT, 130, "interrupted"),  # Ctrl-C
     (signal.SIGTERM, 143, "terminated"),  # Kubernetes, systemd, a batch scheduler
 ])
-@pytest.mark.parametrize(("rows", "signal_after"), [
-    (300, 6),  # mid-run: the main thread is handing batches to the workers
-    (60, 2),  # the tail: every batch is already queued and the main thread waits for the workers
-])
+@pytest.mark.parametrize(("rows", "latency", "ready", "then_wait"), [
+    # mid-run: the main thread is handing batches to the workers
+    (300, 0.3, lambda state: len(state["received"]) >= 6, 0.0),
+    # the tail: every batch is queued and the main thread waits for the workers. The signal comes 1 s after the
+    # first four arrived (by then the main thread is surely waiting), 1 s before a worker is free for the fifth.
+    (60, 2.0, lambda state: state["families"].get("audience_import", {}).get("max_in_flight", 0) >= CONCURRENCY, 1.0),
+], ids=["mid-run", "tail"])
 def test_interrupt_finishes_what_is_in_flight_and_resume_sends_the_rest(tmp_path, sandbox, sandbox_env, stop_signal,
-                                                                        exit_code, said, rows, signal_after) -> None:
+                                                                        exit_code, said, rows, latency, ready,
+                                                                        then_wait) -> None:
     source = tmp_path / "customers.csv"
     emails = [f"user{i}@example.com" for i in range(rows)]
     source.write_text("Email Address\n" + "\n".join(emails) + "\n")
     job = audience_job(tmp_path, source, limits={"batch_size": 10, "requests_per_second": 4, "concurrency": CONCURRENCY})
     path = str(write_job(tmp_path, job))
-    sandbox.faults({"latency_seconds": 0.3})  # requests are in flight when the interrupt comes
+    sandbox.faults({"latency_seconds": latency})  # requests are in flight when the interrupt comes
 
     process = subprocess.Popen([sys.executable, "-m", "pipeline", "run", path, "--run-id", "ctrl-c"], cwd=ROOT,
                                env={**os.environ, **sandbox_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(sandbox.state()["received"]) < signal_after:
+        while time.monotonic() < deadline and not ready(sandbox.state()):
             time.sleep(0.02)
+        time.sleep(then_wait)
         reached_before = len(sandbox.state()["received"])
         process.send_signal(stop_signal)
         _, stderr = process.communicate(timeout=30)
