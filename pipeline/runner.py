@@ -132,7 +132,8 @@ def run_job(
     started = time.monotonic()
     endpoint = endpoint_for(job)
     store = run_store(job, run_id)
-    if dry_run and any(r.get("status", "dry_run") != "dry_run" for r in read_records(store)[0] if "batch" in r):
+    if dry_run and any(r.get("status", "dry_run") != "dry_run" or r.get("record") == SENDING
+                       for r in read_records(store)[0] if "batch" in r):
         raise ConfigError(f"--run-id {run_id}: this run has sent requests; a dry run under its id would replace its "
                           "summary and plan. Dry-run under another --run-id, or none")
     summary = RunSummary(run_id, job.job, endpoint.spec.family, dry_run, store.uri, started_at=utc_now())
@@ -234,7 +235,7 @@ def _send_all(
     accepted_batches = ledger.accepted_batches(endpoint.counts_for_resume)
     accepted_subjects = (ledger.accepted_subjects(endpoint.resume_keys_covered, endpoint.counts_for_resume)
                          if spec.one_subject else set())
-    elsewhere = sum(1 for r in ledger.accepted() if r.get("target") != endpoint.target)
+    elsewhere = sum(1 for r in ledger.accepted() if r.get("target", endpoint.target) != endpoint.target)
     if elsewhere:
         log.warning("%d request(s) accepted under this run id went to another destination (the job's endpoint, URL, "
                     "account, list, action or mode has changed since): they do not count here, so their identifiers are "
@@ -243,6 +244,7 @@ def _send_all(
     # between sending and recording knows that the API may have acted on it already.
     records_sending = not spec.retry_safe and not dry_run
     unrecorded = _unrecorded_attempts(ledger.records, endpoint) if records_sending else {}
+    unrecorded_recorded: dict[str, str] = {}
     by_status: dict[str, int] = {}
     lock = threading.Lock()
     sender = sender_for(job, endpoint)
@@ -276,7 +278,9 @@ def _send_all(
         return record
 
     def record_unrecorded_attempts() -> None:
-        since = min(unrecorded.values())
+        if not unrecorded or "since" in unrecorded_recorded:
+            return
+        since = unrecorded_recorded["since"] = min(unrecorded.values())
         log.warning("%d request(s) were sent under this run id and their answers never recorded (the process stopped "
                     "in between): the API may have acted on them; sent again, they are flagged ambiguous", len(unrecorded))
         try:
@@ -358,11 +362,23 @@ def _send_all(
     futures: deque[Future[None]] = deque()
     batches = stream.batches()
 
-    def stop_if_interrupted(exc: BaseException) -> None:
-        if not isinstance(exc, Exception) and not sender.stopped.is_set():  # Ctrl-C, or the scheduler ending the task
-            sender.stop("interrupted")
-            log.warning("interrupted: waiting for the requests already sent to be answered and recorded; queued "
-                        "batches are not sent (a second interrupt stops waiting, leaving those answers unrecorded)")
+    interrupts: list[BaseException] = []
+
+    def stop_if_interrupted(exc: BaseException) -> bool:
+        """Stop the run on Ctrl-C or the scheduler ending the task; True when it is the first such interrupt."""
+        if isinstance(exc, Exception):
+            return False
+        interrupts.append(exc)
+        if len(interrupts) > 1:
+            return False
+        sender.stop("interrupted")
+        log.warning("interrupted: waiting for the requests already sent to be answered and recorded; queued "
+                    "batches are not sent (a second interrupt stops waiting, leaving those answers unrecorded)")
+        return True
+
+    def wait_for_workers() -> None:
+        while wait(futures, timeout=_SIGNAL_CHECK_SECONDS).not_done:
+            pass
 
     try:
         # Dry runs go through the workers too: a batch's digest is computed there, beside the data path.
@@ -378,7 +394,7 @@ def _send_all(
                 if not (started or dry_run):
                     started = True
                     _start_run(endpoint, sender, summary)
-                    if unrecorded and not sender.stopped.is_set():
+                    if not sender.stopped.is_set():
                         record_unrecorded_attempts()
                     if not sender.stopped.is_set():
                         # Encoded here, before the stream is asked for more and starts reading the rest of the file
@@ -389,19 +405,21 @@ def _send_all(
                 futures.append(pool.submit(record_dry_run if dry_run else send, batch))
                 while futures and futures[0].done():
                     futures.popleft().result()  # surfaces a bug in a worker instead of losing it
+            if not sender.stopped.is_set():
+                record_unrecorded_attempts()  # also when nothing was left to send (the input changed)
             on_prepared()  # preparation is done; sends may still be in flight
         except BaseException as exc:
             stop_if_interrupted(exc)
             raise
         finally:
             try:
-                while wait(futures, timeout=_SIGNAL_CHECK_SECONDS).not_done:
-                    pass
-                pool.shutdown(wait=True)  # every request on the wire is answered and recorded before the run ends
+                wait_for_workers()  # every request on the wire is answered and recorded before the run ends
             except BaseException as exc:  # interrupted while the last batches were queued or in flight
-                stop_if_interrupted(exc)
-                pool.shutdown(wait=True)
+                if stop_if_interrupted(exc):
+                    wait_for_workers()  # a second interrupt leaves this wait at once
                 raise
+            finally:
+                pool.shutdown(wait=False, cancel_futures=True)  # nothing left running, unless interrupted twice
         for future in futures:
             future.result()
     finally:
@@ -430,13 +448,13 @@ def _unrecorded_attempts(records: list[dict[str, Any]], endpoint: Endpoint) -> d
     """Requests of this target whose sending is in the manifest but not their outcome -> when they were sent."""
     pending: dict[Any, str] = {}
     for record in records:
-        if "batch" not in record or record.get("target") != endpoint.target:
+        if "batch" not in record or record.get("target", endpoint.target) != endpoint.target:
             continue
         own_key = endpoint.resume_keys_covered(record)[0] if endpoint.spec.one_subject else None
         key = _request_key(endpoint, record["batch"], record["digest"], own_key)
         if record.get("record") == SENDING:
             pending[key] = record["started_at"]
-        elif "status" in record:
+        elif record.get("status", "dry_run") != "dry_run":
             pending.pop(key, None)
     return pending
 
@@ -444,7 +462,7 @@ def _unrecorded_attempts(records: list[dict[str, Any]], endpoint: Endpoint) -> d
 def _identifiers_left(ledger: LedgerBase, endpoint: Endpoint, identifiers: int) -> int:
     accepted = ledger.accepted(endpoint.counts_for_resume)
     if endpoint.spec.one_subject:
-        done = len({r["subject"] for r in accepted})
+        done = len({endpoint.resume_keys_covered(r)[0] for r in accepted})
     else:
         done = sum({r["batch"]: r["records"] for r in accepted}.values())
     return max(identifiers - done, 0)

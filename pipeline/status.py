@@ -8,6 +8,7 @@ from typing import Any
 from pipeline.config import JobConfig
 from pipeline.errors import ConfigError
 from pipeline.ledger import PLAN, SUMMARY, read_records
+from pipeline.endpoints.registry import endpoint_for
 from pipeline.runner import run_store
 
 
@@ -27,12 +28,15 @@ def run_status(job: JobConfig, run_id: str) -> dict[str, Any]:
     if plan_bytes is None and not records:
         raise ConfigError(f"no run {run_id!r} at {store.uri}")
     plan = json.loads(plan_bytes) if plan_bytes else {}
-    requests = [r for r in records if "batch" in r and "status" in r]
-    one_subject = plan.get("one_subject", any("subject" in r for r in requests))
+    endpoint = endpoint_for(job)
+    # Outcomes of requests to the job's current destination (a run id reused for another list starts afresh),
+    # keyed the way a resume looks them up (network privacy: subject and request type).
+    requests = [r for r in records if "batch" in r and "status" in r and r.get("target", endpoint.target) == endpoint.target]
+    one_subject = endpoint.spec.one_subject
     latest: dict[Any, dict[str, Any]] = {}
     ambiguous: set[Any] = set()
     for record in requests:
-        key = record.get("subject") if one_subject else record["batch"]
+        key = endpoint.resume_keys_covered(record)[0] if one_subject else record["batch"]
         if latest.get(key, {}).get("status") != "accepted":  # once accepted, it stays accepted
             latest[key] = record
         if record.get("ambiguous"):

@@ -120,7 +120,9 @@ def send_job(settings: dict[str, Any], overrides: dict[str, Any], source_uri: st
              job.job, run_id, ti.try_number)
     try:
         summary = run_job(job, run_id=run_id, progress=LogProgress())
-    except PipelineError as exc:  # config or input error: nothing was sent, a retry cannot help
+    # A config or input error (nothing was sent: a retry cannot help), or answers the manifest could not store
+    # (LedgerError: an automatic retry would send them again before someone copies the rescue file back).
+    except PipelineError as exc:
         raise AirflowFailException(str(exc)) from None
     manifest = summary.manifest
     log.info("manifest: %s", manifest)

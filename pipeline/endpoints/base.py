@@ -72,8 +72,9 @@ class EndpointBase:
 
     def counts_for_resume(self, record: dict[str, Any]) -> bool:
         """Whether an accepted manifest line means this run need not send that request again: only when it went
-        where this run sends (a run id reused after the list, action, account or URL changed sends everything)."""
-        return record.get("target") == self.target
+        where this run sends (a run id reused after the list, action, account or URL changed sends everything).
+        A line written before manifests carried a target counts, as it did then."""
+        return record.get("target", self.target) == self.target
 
     def resume_key(self, batch: Batch) -> str:
         """One-subject endpoints: what a resumed run looks up to skip a request already accepted."""

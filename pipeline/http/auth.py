@@ -29,7 +29,6 @@ def bearer(token: SecretStr | str) -> dict[str, str]:
 
 
 _TOKEN_ATTEMPTS = 4
-_MAX_TOKEN_WAIT_SECONDS = 60.0  # a token endpoint asking for longer fails the request, whose own retries go on
 
 
 class OAuthClientCredentials:
@@ -73,7 +72,6 @@ class OAuthClientCredentials:
         self.fetches += 1
         last_problem = "no answer"
         for attempt in range(1, _TOKEN_ATTEMPTS + 1):
-            retry_after = None
             try:
                 response = self._session.post(
                     self._token_url,
@@ -97,10 +95,15 @@ class OAuthClientCredentials:
                     except (ValueError, KeyError, TypeError, AttributeError):
                         last_problem = "an answer without access_token"
                 else:
-                    last_problem = f"HTTP {response.status_code}"
                     retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                    if retry_after is not None:
+                        # The request's own retry waits for it: with the run's other starts held, woken by a stop,
+                        # and within retry.max_retry_after_seconds (not here, under the token lock).
+                        raise TransientError(f"the OAuth token endpoint is busy (HTTP {response.status_code})",
+                                             http_status=response.status_code, retry_after=retry_after,
+                                             may_have_arrived=False)
+                    last_problem = f"HTTP {response.status_code}"
             if attempt < _TOKEN_ATTEMPTS:
-                backoff = min(8.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-                self._sleep(min(max(backoff, retry_after or 0.0), _MAX_TOKEN_WAIT_SECONDS))
+                self._sleep(min(4.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
         # Nothing of the request this token was for has been sent: a retry of it can never duplicate anything.
         raise TransientError(f"could not get an OAuth token: {last_problem}", may_have_arrived=False)

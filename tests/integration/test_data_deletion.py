@@ -183,6 +183,8 @@ def test_a_task_created_just_before_a_crash_is_found_and_its_batch_flagged(tmp_p
     killed = subprocess.run([sys.executable, "-m", "pipeline", "run", str(path), "--run-id", "dsr-3"], cwd=ROOT,
                             env={**os.environ, **sandbox_env, "ROKT_PIPELINE_KILL_AT": "after_answer:2"}, capture_output=True)
     assert killed.returncode < 0
+    dry = run_cli("run", str(path), "--run-id", "dsr-3", "--dry-run", env=sandbox_env)
+    assert dry.returncode == 2 and "this run has sent requests" in dry.stderr  # it would hide the lost answer
     resumed = run_cli("run", str(path), "--run-id", "dsr-3", env=sandbox_env)
     assert resumed.returncode == 0, resumed.stderr
     assert "their answers never recorded" in resumed.stderr

@@ -124,3 +124,27 @@ def test_a_manifest_that_cannot_be_written_stops_the_sends_queued_behind_it(tmp_
     # The failing worker's request and at most one per other worker were on the wire; before, the up to
     # 2 x concurrency batches queued behind them went out too.
     assert len(sandbox.state()["received"]) <= len(appended) + CONCURRENCY
+
+
+def test_a_second_interrupt_stops_waiting_for_the_answers_in_flight(tmp_path, sandbox, sandbox_env) -> None:
+    source = tmp_path / "customers.csv"
+    source.write_text("Email Address\n" + "\n".join(f"user{i}@example.com" for i in range(60)) + "\n")
+    job = audience_job(tmp_path, source, limits={"batch_size": 10, "requests_per_second": 4, "concurrency": CONCURRENCY})
+    sandbox.faults({"latency_seconds": 5.0})
+    process = subprocess.Popen([sys.executable, "-m", "pipeline", "run", str(write_job(tmp_path, job)), "--run-id", "twice"],
+                               cwd=ROOT, env={**os.environ, **sandbox_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and sandbox.state()["families"].get("audience_import", {}).get("max_in_flight", 0) < CONCURRENCY:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        second = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+        left_after = time.monotonic() - second
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    assert "interrupted: waiting for the requests already sent" in stderr
+    assert left_after < 2.0  # not the 4 s the answers in flight still needed
