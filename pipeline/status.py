@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 from pipeline.config import JobConfig
+from pipeline.endpoints.registry import endpoint_for
 from pipeline.errors import ConfigError
 from pipeline.ledger import PLAN, SUMMARY, read_records
-from pipeline.endpoints.registry import endpoint_for
 from pipeline.runner import run_store
 
 
