@@ -301,7 +301,7 @@ def _send_all(
             # Every polars call of this batch comes before its request (the body is encoded in deliver(), before the
             # slot): on Ctrl-C polars raises KeyboardInterrupt in the thread it runs in, and a digest computed after
             # the answer lost that answer's manifest line (1 run in 25 of test_interrupt's mid-run case).
-            batch.digest
+            digest = batch.digest
             started_at = utc_now()
 
             def record_sending() -> None:
@@ -314,7 +314,7 @@ def _send_all(
             faultpoints.reached("after_answer")
             if delivery.status == "accepted":
                 delivery.ids, delivery.notes = _complete_ids(endpoint, batch, delivery, sender)
-            earlier = unrecorded.get(_request_key(endpoint, batch.index, batch.digest, endpoint.resume_key(batch)
+            earlier = unrecorded.get(_request_key(endpoint, batch.index, digest, endpoint.resume_key(batch)
                                                   if spec.one_subject else None))
             if earlier is not None:  # sent before under this run id, and the process died before the answer was kept
                 delivery.ambiguous = True
