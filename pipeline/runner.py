@@ -235,7 +235,7 @@ def _send_all(
     accepted_batches = ledger.accepted_batches(endpoint.counts_for_resume)
     accepted_subjects = (ledger.accepted_subjects(endpoint.resume_keys_covered, endpoint.counts_for_resume)
                          if spec.one_subject else set())
-    elsewhere = sum(1 for r in ledger.accepted() if r.get("target", endpoint.target) != endpoint.target)
+    elsewhere = sum(1 for r in ledger.accepted() if not endpoint.same_target(r))
     if elsewhere:
         log.warning("%d request(s) accepted under this run id went to another destination (the job's endpoint, URL, "
                     "account, list, action or mode has changed since): they do not count here, so their identifiers are "
@@ -244,7 +244,7 @@ def _send_all(
     # between sending and recording knows that the API may have acted on it already.
     records_sending = not spec.retry_safe and not dry_run
     unrecorded = _unrecorded_attempts(ledger.records, endpoint) if records_sending else {}
-    unrecorded_recorded: dict[str, str] = {}
+    unrecorded_noted = False
     by_status: dict[str, int] = {}
     lock = threading.Lock()
     sender = sender_for(job, endpoint)
@@ -278,9 +278,11 @@ def _send_all(
         return record
 
     def record_unrecorded_attempts() -> None:
-        if not unrecorded or "since" in unrecorded_recorded:
+        nonlocal unrecorded_noted
+        if not unrecorded or unrecorded_noted:
             return
-        since = unrecorded_recorded["since"] = min(unrecorded.values())
+        unrecorded_noted = True
+        since = min(unrecorded.values())
         log.warning("%d request(s) were sent under this run id and their answers never recorded (the process stopped "
                     "in between): the API may have acted on them; sent again, they are flagged ambiguous", len(unrecorded))
         try:
@@ -314,8 +316,7 @@ def _send_all(
             faultpoints.reached("after_answer")
             if delivery.status == "accepted":
                 delivery.ids, delivery.notes = _complete_ids(endpoint, batch, delivery, sender)
-            earlier = unrecorded.get(_request_key(endpoint, batch.index, digest, endpoint.resume_key(batch)
-                                                  if spec.one_subject else None))
+            earlier = unrecorded.get(endpoint.resume_key(batch) if spec.one_subject else (batch.index, digest))
             if earlier is not None:  # sent before under this run id, and the process died before the answer was kept
                 delivery.ambiguous = True
                 delivery.notes = {**delivery.notes, "earlier_attempt_unrecorded": earlier}
@@ -369,14 +370,15 @@ def _send_all(
     futures: deque[Future[None]] = deque()
     batches = stream.batches()
 
-    interrupts: list[BaseException] = []
+    interrupts = 0
 
     def stop_if_interrupted(exc: BaseException) -> bool:
         """Stop the run on Ctrl-C or the scheduler ending the task; True when it is the first such interrupt."""
+        nonlocal interrupts
         if isinstance(exc, Exception):
             return False
-        interrupts.append(exc)
-        if len(interrupts) > 1:
+        interrupts += 1
+        if interrupts > 1:
             return False
         sender.stop("interrupted")
         log.warning("interrupted: waiting for the requests already sent to be answered and recorded; queued "
@@ -447,18 +449,14 @@ def _send_all(
         batches.close()
 
 
-def _request_key(endpoint: Endpoint, batch: int, digest: str, one_subject_key: str | None) -> Any:
-    return one_subject_key if endpoint.spec.one_subject else (batch, digest)
-
-
 def _unrecorded_attempts(records: list[dict[str, Any]], endpoint: Endpoint) -> dict[Any, str]:
     """Requests of this target whose sending is in the manifest but not their outcome -> when they were sent."""
     pending: dict[Any, str] = {}
     for record in records:
-        if "batch" not in record or record.get("target", endpoint.target) != endpoint.target:
+        if "batch" not in record or not endpoint.same_target(record):
             continue
-        own_key = endpoint.resume_keys_covered(record)[0] if endpoint.spec.one_subject else None
-        key = _request_key(endpoint, record["batch"], record["digest"], own_key)
+        # Keyed as send() looks it up: a one-subject request by its resume key, a batch by number and digest.
+        key = endpoint.resume_keys_covered(record)[0] if endpoint.spec.one_subject else (record["batch"], record["digest"])
         if record.get("record") == SENDING:
             pending[key] = record["started_at"]
         elif record.get("status", "dry_run") != "dry_run":

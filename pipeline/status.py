@@ -31,7 +31,7 @@ def run_status(job: JobConfig, run_id: str) -> dict[str, Any]:
     endpoint = endpoint_for(job)
     # Outcomes of requests to the job's current destination (a run id reused for another list starts afresh),
     # keyed the way a resume looks them up (network privacy: subject and request type).
-    requests = [r for r in records if "batch" in r and "status" in r and r.get("target", endpoint.target) == endpoint.target]
+    requests = [r for r in records if "batch" in r and "status" in r and endpoint.same_target(r)]
     one_subject = endpoint.spec.one_subject
     latest: dict[Any, dict[str, Any]] = {}
     ambiguous: set[Any] = set()

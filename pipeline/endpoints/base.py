@@ -70,11 +70,14 @@ class EndpointBase:
         """Extra audit fields for a manifest line. Never a raw identifier."""
         return {}
 
-    def counts_for_resume(self, record: dict[str, Any]) -> bool:
-        """Whether an accepted manifest line means this run need not send that request again: only when it went
-        where this run sends (a run id reused after the list, action, account or URL changed sends everything).
-        A line written before manifests carried a target counts, as it did then."""
+    def same_target(self, record: dict[str, Any]) -> bool:
+        """Whether a manifest line is about a request to where this run sends (a run id reused after the list,
+        action, account or URL changed starts afresh). A line written before lines carried a target is."""
         return record.get("target", self.target) == self.target
+
+    def counts_for_resume(self, record: dict[str, Any]) -> bool:
+        """Whether an accepted manifest line means this run need not send that request again."""
+        return self.same_target(record)
 
     def resume_key(self, batch: Batch) -> str:
         """One-subject endpoints: what a resumed run looks up to skip a request already accepted."""
