@@ -77,11 +77,9 @@ def test_unsubscribe_run_killed_and_resumed(tmp_path, sandbox, sandbox_env, kill
 
 
 def _run_and_kill(path: str, run_id: str, env: dict, kill_at: str, sandbox) -> int:
-    command = [sys.executable, "-m", "pipeline", "run", path, "--run-id", run_id]
     if kill_at != "external":
-        done = subprocess.run(command, cwd=ROOT, env={**os.environ, **env, "ROKT_PIPELINE_KILL_AT": kill_at},
-                              capture_output=True, text=True, timeout=120)
-        return done.returncode
+        return run_cli("run", path, "--run-id", run_id, env={**env, "ROKT_PIPELINE_KILL_AT": kill_at}).returncode
+    command = [sys.executable, "-m", "pipeline", "run", path, "--run-id", run_id]
     sandbox.faults({"latency_seconds": 0.05})
     process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60

@@ -10,8 +10,7 @@ import pytest
 
 from pipeline.config import load_job
 from pipeline.deletions import open_runs, sync_run
-from pipeline.endpoints.data_deletion import created_task_ids
-from pipeline.endpoints.data_deletion import DataDeletion
+from pipeline.endpoints.data_deletion import DataDeletion, created_task_ids
 from pipeline.http.client import sender_for
 from tests.conftest import ROOT, deletion_job, read_manifest, read_summary, run_cli, valid_normalised_emails, write_job
 
@@ -173,15 +172,10 @@ def test_the_tasks_of_a_request_retried_after_a_lost_answer_are_all_followed_up(
 def test_a_task_created_just_before_a_crash_is_found_and_its_batch_flagged(tmp_path, fast_deletions, sandbox_env) -> None:
     """Killed between the API's answer and the manifest line: the resume sends that batch again (a second task),
     flags it, and names the first task as a candidate, so the audit trail and `deletions sync` cover both."""
-    import os
-    import subprocess
-    import sys
-
     sandbox = fast_deletions
     sandbox.configure({"data_deletion": {"create_returns_body": False}})
     path = write_job(tmp_path, deletion_job(tmp_path, SOURCE, limits={"batch_size": 10, "requests_per_second": 10}))
-    killed = subprocess.run([sys.executable, "-m", "pipeline", "run", str(path), "--run-id", "dsr-3"], cwd=ROOT,
-                            env={**os.environ, **sandbox_env, "ROKT_PIPELINE_KILL_AT": "after_answer:2"}, capture_output=True)
+    killed = run_cli("run", str(path), "--run-id", "dsr-3", env={**sandbox_env, "ROKT_PIPELINE_KILL_AT": "after_answer:2"})
     assert killed.returncode < 0
     dry = run_cli("run", str(path), "--run-id", "dsr-3", "--dry-run", env=sandbox_env)
     assert dry.returncode == 2 and "this run has sent requests" in dry.stderr  # it would hide the lost answer

@@ -26,6 +26,29 @@ from tests.conftest import ROOT, audience_job, run_cli, write_job
 CONCURRENCY = 4
 
 
+def _job_of(tmp_path, rows: int) -> tuple[list[str], dict]:
+    """`rows` emails in a CSV, and an audience job sending them 10 to a request at 4/s, CONCURRENCY in flight."""
+    source = tmp_path / "customers.csv"
+    emails = [f"user{i}@example.com" for i in range(rows)]
+    source.write_text("Email Address\n" + "\n".join(emails) + "\n")
+    return emails, audience_job(tmp_path, source, limits={"batch_size": 10, "requests_per_second": 4, "concurrency": CONCURRENCY})
+
+
+def _start_run(path: str, run_id: str, env: dict) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pipeline", "run", path, "--run-id", run_id], cwd=ROOT,
+                            env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_until(condition, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not condition():
+        time.sleep(0.02)
+
+
+def _all_in_flight(state: dict) -> bool:
+    return state["families"].get("audience_import", {}).get("max_in_flight", 0) >= CONCURRENCY
+
+
 @pytest.mark.parametrize(("stop_signal", "exit_code", "said"), [
     (signal.SIGINT, 130, "interrupted"),  # Ctrl-C
     (signal.SIGTERM, 143, "terminated"),  # Kubernetes, systemd, a batch scheduler
@@ -35,24 +58,18 @@ CONCURRENCY = 4
     (300, 0.3, lambda state: len(state["received"]) >= 6, 0.0),
     # the tail: every batch is queued and the main thread waits for the workers. The signal comes 1 s after the
     # first four arrived (by then the main thread is surely waiting), 1 s before a worker is free for the fifth.
-    (60, 2.0, lambda state: state["families"].get("audience_import", {}).get("max_in_flight", 0) >= CONCURRENCY, 1.0),
+    (60, 2.0, _all_in_flight, 1.0),
 ], ids=["mid-run", "tail"])
 def test_interrupt_finishes_what_is_in_flight_and_resume_sends_the_rest(tmp_path, sandbox, sandbox_env, stop_signal,
                                                                         exit_code, said, rows, latency, ready,
                                                                         then_wait) -> None:
-    source = tmp_path / "customers.csv"
-    emails = [f"user{i}@example.com" for i in range(rows)]
-    source.write_text("Email Address\n" + "\n".join(emails) + "\n")
-    job = audience_job(tmp_path, source, limits={"batch_size": 10, "requests_per_second": 4, "concurrency": CONCURRENCY})
+    emails, job = _job_of(tmp_path, rows)
     path = str(write_job(tmp_path, job))
     sandbox.faults({"latency_seconds": latency})  # requests are in flight when the interrupt comes
 
-    process = subprocess.Popen([sys.executable, "-m", "pipeline", "run", path, "--run-id", "ctrl-c"], cwd=ROOT,
-                               env={**os.environ, **sandbox_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = _start_run(path, "ctrl-c", sandbox_env)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not ready(sandbox.state()):
-            time.sleep(0.02)
+        _wait_until(lambda: ready(sandbox.state()))
         time.sleep(then_wait)
         reached_before = len(sandbox.state()["received"])
         process.send_signal(stop_signal)
@@ -105,10 +122,7 @@ def test_a_manifest_that_cannot_be_written_stops_the_sends_queued_behind_it(tmp_
     for the other workers are not sent, so no more answers go unrecorded than were already on the wire."""
     import pipeline.ledger
 
-    source = tmp_path / "customers.csv"
-    source.write_text("Email Address\n" + "\n".join(f"user{i}@example.com" for i in range(300)) + "\n")
-    job = load_job(write_job(tmp_path, audience_job(
-        tmp_path, source, limits={"batch_size": 10, "requests_per_second": 4, "concurrency": CONCURRENCY})))
+    job = load_job(write_job(tmp_path, _job_of(tmp_path, 300)[1]))
     appended = []
     original_append = pipeline.ledger.Ledger.append
 
@@ -127,16 +141,10 @@ def test_a_manifest_that_cannot_be_written_stops_the_sends_queued_behind_it(tmp_
 
 
 def test_a_second_interrupt_stops_waiting_for_the_answers_in_flight(tmp_path, sandbox, sandbox_env) -> None:
-    source = tmp_path / "customers.csv"
-    source.write_text("Email Address\n" + "\n".join(f"user{i}@example.com" for i in range(60)) + "\n")
-    job = audience_job(tmp_path, source, limits={"batch_size": 10, "requests_per_second": 4, "concurrency": CONCURRENCY})
     sandbox.faults({"latency_seconds": 5.0})
-    process = subprocess.Popen([sys.executable, "-m", "pipeline", "run", str(write_job(tmp_path, job)), "--run-id", "twice"],
-                               cwd=ROOT, env={**os.environ, **sandbox_env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = _start_run(str(write_job(tmp_path, _job_of(tmp_path, 60)[1])), "twice", sandbox_env)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and sandbox.state()["families"].get("audience_import", {}).get("max_in_flight", 0) < CONCURRENCY:
-            time.sleep(0.02)
+        _wait_until(lambda: _all_in_flight(sandbox.state()))
         process.send_signal(signal.SIGINT)
         time.sleep(0.5)
         second = time.monotonic()
@@ -149,6 +157,4 @@ def test_a_second_interrupt_stops_waiting_for_the_answers_in_flight(tmp_path, sa
     assert "interrupted: waiting for the requests already sent" in stderr
     assert left_after < 2.0  # not the 4 s the answers in flight still needed
     # The sandbox is still serving the abandoned requests: let it finish, so they are not counted in the next test.
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and len(sandbox.state()["received"]) < CONCURRENCY:
-        time.sleep(0.1)
+    _wait_until(lambda: len(sandbox.state()["received"]) >= CONCURRENCY, seconds=15)
