@@ -216,7 +216,7 @@ def open_stream(job: JobConfig, endpoint: Endpoint, store: Store, workdir: Path)
     spec = endpoint.spec
     return PreparedStream(
         source, endpoint.row_plan(columns), rejects, spec.limits.batch_size,
-        max_reject_fraction=job.source.max_reject_fraction, rejects_location=f"{store.uri}/{REJECTS}",
+        max_reject_fraction=job.source.max_reject_fraction, rejects_location=f"{store.uri}/{REJECTS}", workdir=workdir,
     )
 
 

@@ -30,6 +30,12 @@ class SourceFrame:
     columns: dict[str, str]  # role -> column name in the file
     fingerprint: tuple[dict[str, object], ...] = ()  # per file: uri, size, and etag (S3) or mtime (local)
 
+    @property
+    def sliceable(self) -> bool:
+        """Whether a slice of rows can be read without reading the whole file again: not for compressed files,
+        which are decompressed from their start for every slice."""
+        return not any(name.lower().endswith(".gz") for name in self.files)
+
 
 def infer_format(path: str) -> str | None:
     name = path.lower()

@@ -1,0 +1,91 @@
+"""Which rows repeat an earlier row's identifier: one pass over the whole source, in memory that does not grow with it.
+
+The stream deduplicates its first rows in memory (`SeenKeys`, 12 bytes a key) and asks this pass about the rest,
+so a file of any size needs no more than that prefix's keys in memory. Every valid row's key and position go to
+one of a few dozen partition files by the top bits of its key, in file order; each partition is then small enough
+to deduplicate in memory on its own, and the positions of the rows that are not first go into a bitmap of one
+bit per row. At 10M rows: 64 partitions of 3 MB each, one at a time, and a 1.2 MB bitmap, against 111 MiB of keys
+held for the whole run before; on disk, 20 bytes per valid row in the run's work folder, each partition deleted
+as soon as it is read.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import polars as pl
+
+from pipeline.errors import InputError
+from pipeline.prepare.dedupe import HI, LO
+
+_RECORD = np.dtype([("hi", "<u8"), ("lo", "<u4"), ("position", "<u8")])
+_ROWS_PER_PARTITION = 200_000  # about 4 MB of records read back at a time
+
+
+class DuplicateRows:
+    """One bit per row from `first_position` on: set where the row repeats an earlier valid row's identifier."""
+
+    def __init__(self, bits: np.ndarray, first_position: int, rows: int):
+        self._bits, self.first_position, self.rows = bits, first_position, rows
+
+    def repeated(self, positions: np.ndarray) -> np.ndarray:
+        """True for each position (all at or after first_position) whose row repeats an earlier one."""
+        offsets = positions.astype(np.uint64) - np.uint64(self.first_position)
+        return ((self._bits[offsets >> np.uint64(3)] >> (offsets & np.uint64(7)).astype(np.uint8)) & 1).astype(bool)
+
+
+def find_duplicate_rows(chunks: Iterable[pl.DataFrame], valid: str, rows: int, first_position: int, folder: Path,
+                        stop: threading.Event) -> DuplicateRows:
+    """Mark the repeated rows among `chunks` (HI, LO and the `valid` flag of every row, in file order; `rows` of
+    them, as counted when the file was judged). Only valid rows count, as first occurrences or as repeats."""
+    partitions = _partitions(rows)
+    shift = np.uint64(64 - (partitions.bit_length() - 1))
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"keys-{p:04d}.bin" for p in range(partitions)]
+    handles = [open(path, "wb") for path in paths]
+    position = 0
+    try:
+        for chunk in chunks:
+            if stop.is_set():
+                raise InputError("source: the duplicate pass was stopped")
+            is_valid = chunk.get_column(valid)
+            where = np.flatnonzero(is_valid.to_numpy())
+            keys = chunk.select(HI, LO).filter(is_valid)  # before to_numpy: with nulls it would give floats
+            records = np.empty(len(where), dtype=_RECORD)
+            records["hi"] = keys.get_column(HI).to_numpy()
+            records["lo"] = keys.get_column(LO).to_numpy()
+            records["position"] = where + position
+            partition = (records["hi"] >> shift).astype(np.uint16)
+            order = np.argsort(partition, kind="stable")  # stable (a radix sort): each partition stays in file order
+            records, partition = records[order], partition[order]
+            bounds = np.searchsorted(partition, np.arange(partitions + 1, dtype=np.uint16))
+            for p in np.flatnonzero(bounds[1:] > bounds[:-1]):
+                records[bounds[p]:bounds[p + 1]].tofile(handles[p])
+            position += chunk.height
+    finally:
+        for handle in handles:
+            handle.close()
+    if position != rows:
+        raise InputError(f"source: {rows:,} rows when the file was judged and {position:,} when it was read for "
+                         "duplicates: was it rewritten during the run? Rerun on a finished export")
+    bits = np.zeros((rows - first_position) // 8 + 1, dtype=np.uint8)
+    for path in paths:
+        records = np.fromfile(path, dtype=_RECORD)
+        path.unlink()
+        if not len(records):
+            continue
+        first = pl.DataFrame({HI: records["hi"], LO: records["lo"]}).select(
+            (pl.col(HI).cast(pl.UInt128) * (1 << 32) + pl.col(LO)).is_first_distinct()).to_series().to_numpy()
+        repeated = records["position"][~first]
+        offsets = repeated[repeated >= first_position] - np.uint64(first_position)
+        np.bitwise_or.at(bits, offsets >> np.uint64(3), np.left_shift(1, offsets & np.uint64(7)).astype(np.uint8))
+    return DuplicateRows(bits, first_position, rows)
+
+
+def _partitions(rows: int) -> int:
+    """A power of two from 8 to 1,024, about one partition per _ROWS_PER_PARTITION rows."""
+    wanted = max(8, min(1024, rows // _ROWS_PER_PARTITION))
+    return 1 << (wanted.bit_length() - 1)
