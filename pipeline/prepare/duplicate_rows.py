@@ -18,7 +18,7 @@ from typing import Iterable
 import numpy as np
 import polars as pl
 
-from pipeline.errors import InputError
+from pipeline.errors import InputError, PipelineError
 from pipeline.prepare.dedupe import HI, LO
 
 _RECORD = np.dtype([("hi", "<u8"), ("lo", "<u4"), ("position", "<u8")])
@@ -41,6 +41,17 @@ def find_duplicate_rows(chunks: Iterable[pl.DataFrame], valid: str, rows: int, f
                         stop: threading.Event) -> DuplicateRows:
     """Mark the repeated rows among `chunks` (HI, LO and the `valid` flag of every row, in file order; `rows` of
     them, as counted when the file was judged). Only valid rows count, as first occurrences or as repeats."""
+    try:
+        return _find(chunks, valid, rows, first_position, folder, stop)
+    except OSError as exc:  # the machine, not the data: never reported as an unreadable source
+        raise PipelineError(
+            f"duplicate pass: cannot use {folder} ({exc.strerror or type(exc).__name__}); it needs about "
+            f"{rows * _RECORD.itemsize / 1e6:,.0f} MB free for a file of {rows:,} rows: free some, or point TMPDIR at "
+            "a larger disk, and run again with the same --run-id to resume") from None
+
+
+def _find(chunks: Iterable[pl.DataFrame], valid: str, rows: int, first_position: int, folder: Path,
+          stop: threading.Event) -> DuplicateRows:
     partitions = _partitions(rows)
     shift = np.uint64(64 - (partitions.bit_length() - 1))
     folder.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.errors import InputError
+from pipeline.errors import InputError, PipelineError
 from pipeline.prepare.dedupe import HI, LO
 from pipeline.prepare.duplicate_rows import find_duplicate_rows
 
@@ -80,3 +80,12 @@ def test_stops_when_the_stream_has_ended(tmp_path: Path) -> None:
     hi = np.arange(10, dtype=np.uint64)
     with pytest.raises(InputError, match="stopped"):
         find_duplicate_rows(_chunks(hi, hi.astype(np.uint32), np.ones(10, dtype=bool), 4), VALID, 10, 0, tmp_path, stop)
+
+
+def test_a_folder_it_cannot_write_is_the_machines_problem_not_the_files(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    hi = np.arange(10, dtype=np.uint64)
+    with pytest.raises(PipelineError, match="duplicate pass: cannot use .*TMPDIR") as raised:
+        find_duplicate_rows(_chunks(hi, hi.astype(np.uint32), np.ones(10, dtype=bool), 4), VALID, 10, 0,
+                            tmp_path / "a-file" / "duplicates", threading.Event())
+    assert not isinstance(raised.value, InputError)
