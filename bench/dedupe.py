@@ -1,10 +1,12 @@
-"""How the exact dedupe (pipeline/prepare/dedupe.py) scales with the identifiers already seen.
+"""How the in-memory dedupe (pipeline/prepare/dedupe.py) scales with the identifiers already seen.
 
 Feeds `SeenKeys.first_seen` random 96-bit keys chunk by chunk, 2% of each chunk repeating keys of the first
 one, and prints the seconds spent in it and the state it keeps. Not part of `make bench`: the prepare items
-measure the dedupe inside the whole data path; this one isolates it, to judge a change of its design.
+measure the dedupe inside the whole data path; this one isolates it, to judge a change of its design. The
+stream keeps only a file's first 2M rows' keys this way (the rest go through the duplicate pass on disk), so
+the sizes beyond that show why it does not keep more.
 
-    python -m bench.dedupe                          # 1M, 10M and 30M keys in 250,000-key chunks
+    python -m bench.dedupe                          # 1M, 10M and 30M keys in chunks of the stream's size
     python -m bench.dedupe 10M --chunk 100000
 """
 

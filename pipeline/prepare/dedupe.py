@@ -30,11 +30,11 @@ _BUCKET_BITS = 6
 _BUCKETS = 1 << _BUCKET_BITS
 
 
-def key_columns(wire: pl.Expr) -> list[pl.Expr]:
+def key_columns(wire: pl.Expr, seeds: tuple[int, int] | list[int] = (0, 1)) -> list[pl.Expr]:
     """`hi` and `lo` of each wire identifier (null where the identifier is null)."""
     return [
-        wire.nchash.xxh3_64(seed=0).alias(HI),
-        wire.nchash.xxh3_64(seed=1).cast(pl.UInt32, wrap_numerical=True).alias(LO),
+        wire.nchash.xxh3_64(seed=seeds[0]).alias(HI),
+        wire.nchash.xxh3_64(seed=seeds[1]).cast(pl.UInt32, wrap_numerical=True).alias(LO),
     ]
 
 

@@ -1,19 +1,20 @@
 """Which rows repeat an earlier row's identifier: one pass over the whole source, in memory that does not grow with it.
 
 The stream deduplicates its first rows in memory (`SeenKeys`, 12 bytes a key) and asks this pass about the rest,
-so a file of any size needs no more than that prefix's keys in memory. Every valid row's key and position go to
-one of a few dozen partition files by the top bits of its key, in file order; each partition is then small enough
-to deduplicate in memory on its own, and the positions of the rows that are not first go into a bitmap of one
-bit per row. At 10M rows: 64 partitions of 3 MB each, one at a time, and a 1.2 MB bitmap, against 111 MiB of keys
-held for the whole run before; on disk, 20 bytes per valid row in the run's work folder, each partition deleted
-as soon as it is read.
+so a file of any size needs no more than that prefix's keys in memory. Every keyed row's key and position go to
+one of 8 to 256 partition files by the top bits of its key, in file order; each partition is then small enough to
+deduplicate in memory on its own, and the positions of the rows that are not first go into a bitmap of one bit
+per row. At 10M rows: 32 partitions of about 6 MB, one at a time, and a 1.2 MB bitmap, against 111 MiB of keys
+held for the whole run before; on disk, 20 bytes per keyed row in the run's temporary folder, each partition
+deleted as soon as it is read.
 """
 
 from __future__ import annotations
 
 import threading
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 import polars as pl
@@ -23,6 +24,7 @@ from pipeline.prepare.dedupe import HI, LO
 
 _RECORD = np.dtype([("hi", "<u8"), ("lo", "<u4"), ("position", "<u8")])
 _ROWS_PER_PARTITION = 200_000  # about 4 MB of records read back at a time
+_MOST_PARTITIONS = 256  # open files at once; beyond 51M rows the partitions grow instead (80 MB each at 1G rows)
 
 
 class DuplicateRows:
@@ -32,7 +34,7 @@ class DuplicateRows:
         self._bits, self.first_position, self.rows = bits, first_position, rows
 
     def repeated(self, positions: np.ndarray) -> np.ndarray:
-        """True for each position (all at or after first_position) whose row repeats an earlier one."""
+        """True for each position (all at or after first_position, before rows) whose row repeats an earlier one."""
         offsets = positions.astype(np.uint64) - np.uint64(self.first_position)
         return ((self._bits[offsets >> np.uint64(3)] >> (offsets & np.uint64(7)).astype(np.uint8)) & 1).astype(bool)
 
@@ -41,25 +43,15 @@ def find_duplicate_rows(chunks: Iterable[pl.DataFrame], valid: str, rows: int, f
                         stop: threading.Event) -> DuplicateRows:
     """Mark the repeated rows among `chunks` (HI, LO and the `valid` flag of every row, in file order; `rows` of
     them, as counted when the file was judged). Only valid rows count, as first occurrences or as repeats."""
-    try:
-        return _find(chunks, valid, rows, first_position, folder, stop)
-    except OSError as exc:  # the machine, not the data: never reported as an unreadable source
-        raise PipelineError(
-            f"duplicate pass: cannot use {folder} ({exc.strerror or type(exc).__name__}); it needs about "
-            f"{rows * _RECORD.itemsize / 1e6:,.0f} MB free for a file of {rows:,} rows: free some, or point TMPDIR at "
-            "a larger disk, and run again with the same --run-id to resume") from None
-
-
-def _find(chunks: Iterable[pl.DataFrame], valid: str, rows: int, first_position: int, folder: Path,
-          stop: threading.Event) -> DuplicateRows:
     partitions = _partitions(rows)
     shift = np.uint64(64 - (partitions.bit_length() - 1))
-    folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"keys-{p:04d}.bin" for p in range(partitions)]
-    handles = [open(path, "wb") for path in paths]
     position = 0
-    try:
-        for chunk in chunks:
+    with ExitStack() as files:
+        with _temporary(folder, rows):
+            folder.mkdir(parents=True, exist_ok=True)
+            handles = [files.enter_context(open(path, "wb")) for path in paths]
+        for chunk in chunks:  # a failure to read the source is the source's: not caught here
             if stop.is_set():
                 raise InputError("source: the duplicate pass was stopped")
             is_valid = chunk.get_column(valid)
@@ -73,19 +65,18 @@ def _find(chunks: Iterable[pl.DataFrame], valid: str, rows: int, first_position:
             order = np.argsort(partition, kind="stable")  # stable (a radix sort): each partition stays in file order
             records, partition = records[order], partition[order]
             bounds = np.searchsorted(partition, np.arange(partitions + 1, dtype=np.uint16))
-            for p in np.flatnonzero(bounds[1:] > bounds[:-1]):
-                records[bounds[p]:bounds[p + 1]].tofile(handles[p])
+            with _temporary(folder, rows):
+                for p in np.flatnonzero(bounds[1:] > bounds[:-1]):
+                    records[bounds[p]:bounds[p + 1]].tofile(handles[p])
             position += chunk.height
-    finally:
-        for handle in handles:
-            handle.close()
     if position != rows:
         raise InputError(f"source: {rows:,} rows when the file was judged and {position:,} when it was read for "
                          "duplicates: was it rewritten during the run? Rerun on a finished export")
     bits = np.zeros((rows - first_position) // 8 + 1, dtype=np.uint8)
     for path in paths:
-        records = np.fromfile(path, dtype=_RECORD)
-        path.unlink()
+        with _temporary(folder, rows):
+            records = np.fromfile(path, dtype=_RECORD)
+            path.unlink()
         if not len(records):
             continue
         first = pl.DataFrame({HI: records["hi"], LO: records["lo"]}).select(
@@ -96,7 +87,19 @@ def _find(chunks: Iterable[pl.DataFrame], valid: str, rows: int, first_position:
     return DuplicateRows(bits, first_position, rows)
 
 
+@contextmanager
+def _temporary(folder: Path, rows: int) -> Iterator[None]:
+    """The pass's own files: a failure there is the machine's (space, permissions), never the source's."""
+    try:
+        yield
+    except OSError as exc:
+        raise PipelineError(
+            f"duplicate pass: cannot use {folder} ({exc.strerror or type(exc).__name__}); it needs about "
+            f"{rows * _RECORD.itemsize / 1e6:,.0f} MB free for a file of {rows:,} rows: free some, or point TMPDIR at "
+            "a larger disk, and run again with the same --run-id to resume") from None
+
+
 def _partitions(rows: int) -> int:
-    """A power of two from 8 to 1,024, about one partition per _ROWS_PER_PARTITION rows."""
-    wanted = max(8, min(1024, rows // _ROWS_PER_PARTITION))
+    """A power of two from 8 to _MOST_PARTITIONS, about one partition per _ROWS_PER_PARTITION rows."""
+    wanted = max(8, min(_MOST_PARTITIONS, rows // _ROWS_PER_PARTITION))
     return 1 << (wanted.bit_length() - 1)

@@ -47,6 +47,9 @@ class RowPlan:
     attributes: tuple[str, ...] = ()
     derived: dict[str, pl.Expr] = field(default_factory=dict)  # columns added before validation
     supersede: Callable[[pl.LazyFrame], pl.LazyFrame] | None = None
+    # WIRE is a one-to-one function of the normalised email alone, so rows can be told apart by the address itself
+    # (the duplicate pass then skips the hashing). Set only where that is so.
+    wire_follows_email: bool = False
 
 
 def single_identifier_plan(role: str, encoding: WireEncoding, with_subject: bool) -> RowPlan:
@@ -54,7 +57,8 @@ def single_identifier_plan(role: str, encoding: WireEncoding, with_subject: bool
     outputs = [wire_identifier(role, encoding).alias(WIRE)]
     if with_subject:
         outputs.append(wire_identifier(role, "hex").alias(SUBJECT))
-    return RowPlan(roles=[role], outputs=outputs)
+    # The SHA-256 of an address, in hex or base64, or the address itself; a pre-hashed value is not (hex in either case).
+    return RowPlan(roles=[role], outputs=outputs, wire_follows_email=role == "email")
 
 
 @dataclass(frozen=True)

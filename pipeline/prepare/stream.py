@@ -8,6 +8,7 @@ and memory depends on the chunk and batch sizes, not on the file. Counts are com
 from __future__ import annotations
 
 import itertools
+import random
 import threading
 from concurrent.futures import Future
 from pathlib import Path
@@ -117,9 +118,10 @@ class PreparedStream:
             # The fast expression decides; pandera names each flagged row's reason, many chunks at a time.
             flagged = chunk.filter(~pl.col(_VALID)).select(flagged_columns)
             is_valid = chunk.get_column(_VALID)
-            valid = chunk.select(*kept_columns, HI, LO).filter(is_valid)
+            keyed = HI in chunk.columns
+            valid = chunk.select(*kept_columns, *([HI, LO] if keyed else [])).filter(is_valid)
             positions = np.flatnonzero(is_valid.to_numpy()) + position
-            fresh = valid.filter(first_seen(valid.select(HI, LO), positions)).select(kept_columns)
+            fresh = valid.filter(first_seen(valid.select(HI, LO) if keyed else None, positions)).select(kept_columns)
             return chunk.height, flagged, valid.height, fresh
 
         try:
@@ -133,15 +135,20 @@ class PreparedStream:
             first = sort_out(query.head(self.chunk_rows).collect(), 0)
             rows_judged = verdict.result()
             if rows_judged > self.memory_dedupe_rows:
+                keys = self._keys(query, roles, normalisers)
                 first_seen.later_rows = _in_background(
-                    "find-duplicate-rows", find_duplicate_rows, self._read(self._keys(query, roles, normalisers), 0, rows_judged), _VALID,
+                    "find-duplicate-rows", find_duplicate_rows, self._read(lambda start: keys, 0, rows_judged), _VALID,
                     rows_judged, self.memory_dedupe_rows, self.workdir / "duplicates", first_seen.stop)
+
+            def window(start: int) -> pl.LazyFrame:  # keys are needed only where rows are deduplicated in memory
+                later = first_seen.later_rows is not None and start >= self.memory_dedupe_rows
+                return query.drop(HI, LO) if later else query
 
             def rest() -> Iterator[tuple[int, pl.DataFrame, int, pl.DataFrame]]:
                 # The streaming engine starts when the first chunk's batches are handed over, not before: it takes
                 # both cores at once, and beside it the first request's body took 0.1-0.3 s to encode, not 25 ms.
                 position = first[0]
-                for chunk in self._read(query, position, rows_judged):
+                for chunk in self._read(window, position, rows_judged):
                     yield sort_out(chunk, position)
                     position += chunk.height
 
@@ -177,16 +184,26 @@ class PreparedStream:
             raise InputError(f"no valid identifiers to send; see {self.rejects_location}. Nothing was sent.")
         self.complete = True
 
-    def _read(self, query: pl.LazyFrame, start: int, rows: int) -> Iterator[pl.DataFrame]:
-        """The query's rows from `start` to the end, in chunks, one window of rows at a time where the source can be
-        sliced cheaply. The last window is open-ended, so rows added since the file was judged are read and counted."""
+    def _read(self, query_at: Callable[[int], pl.LazyFrame], start: int, rows: int) -> Iterator[pl.DataFrame]:
+        """The rows from `start` to the end, in chunks, one window of rows at a time where the source can be sliced
+        cheaply; `query_at(first row)` is the query for each window. The last window is open-ended, so rows added
+        since the file was judged are read and counted."""
         window = self.window_rows
         while True:
+            self.source.check_unchanged()
+            query = query_at(start)
             last = window is None or start + window >= rows
             part = query.slice(start) if last else query.slice(start, window)
-            yield from part.collect_batches(chunk_size=self.chunk_rows)
+            read = 0
+            for chunk in part.collect_batches(chunk_size=self.chunk_rows):
+                read += chunk.height
+                yield chunk
             if last:
+                self.source.check_unchanged()
                 return
+            if read != window:  # a file that shrank, or a read that ended early (an interrupt in a polars thread)
+                raise InputError(f"source: {_describe(self.source)} ended at row {start + read:,} while {rows:,} rows were "
+                                 "judged: was it rewritten during the run? Rerun on a finished export")
             start += window
 
     def _keys(self, query: pl.LazyFrame, roles: list[str], normalisers: dict[str, Any]) -> pl.LazyFrame:
@@ -199,9 +216,11 @@ class PreparedStream:
         keyed as the stream keys it, on the wire identifier of valid rows.
         """
         plan = self.plan
-        if roles == ["email"] and not plan.derived and not plan.row_rules and not plan.nullable:
+        if plan.wire_follows_email and roles == ["email"] and not plan.derived and not plan.row_rules and not plan.nullable:
             email = _blank_is_missing(normalisers["email"]("email"))
-            return self.source.frame.select(key_columns(email)).with_columns(pl.col(HI).is_not_null().alias(_VALID))
+            # Seeded afresh for each run: the keys it writes to disk are no use without the seeds, which never leave memory.
+            seeds = [random.SystemRandom().getrandbits(63) for _ in range(2)]
+            return self.source.frame.select(key_columns(email, seeds)).with_columns(pl.col(HI).is_not_null().alias(_VALID))
         return query.select(HI, LO, _VALID)
 
     def _certainly_valid(self, roles: list[str]) -> pl.Expr | None:
@@ -286,13 +305,20 @@ class _FirstSeen:
         self.later_rows: Future | None = None
         self.stop = threading.Event()  # set when the stream ends, so an unfinished duplicate pass gives up
 
-    def __call__(self, keys: pl.DataFrame, positions: np.ndarray) -> pl.Series:
+    def __call__(self, keys: pl.DataFrame | None, positions: np.ndarray) -> pl.Series:
+        """`keys` may be None only where every row is judged by the duplicate pass."""
         in_memory = positions < self.memory_rows
-        if self.later_rows is None or in_memory.all():  # None: a small file (rows added since it was judged are an
-            return self._seen.first_seen(keys)          # error the stream reports at its end)
+        if keys is not None and (self.later_rows is None or in_memory.all()):  # None: a small file (rows added
+            return self._seen.first_seen(keys)  # since it was judged are an error the stream reports at its end)
+        assert self.later_rows is not None
         first = np.empty(len(positions), dtype=bool)
-        first[in_memory] = self._seen.first_seen(keys.filter(pl.Series(in_memory))).to_numpy()
+        if in_memory.any():
+            assert keys is not None
+            first[in_memory] = self._seen.first_seen(keys.filter(pl.Series(in_memory))).to_numpy()
         later: DuplicateRows = self.later_rows.result()
+        if len(positions) and positions[-1] >= later.rows:  # positions ascend; rows added after the pass read the file
+            raise InputError(f"source: more than the {later.rows:,} rows judged: was it rewritten during the run? "
+                             "Rerun on a finished export")
         first[~in_memory] = ~later.repeated(positions[~in_memory])
         return pl.Series(first)
 
@@ -306,7 +332,7 @@ def _owning_strings(frame: pl.DataFrame) -> pl.DataFrame:
     """`frame` with its strings copied into buffers of their own.
 
     A polars filter of a string column shares the whole chunk's string buffers: keeping a few flagged rows of
-    every chunk would otherwise keep every chunk (about 7 MB each, for a 250,000-row chunk of emails).
+    every chunk would otherwise keep every chunk (about 3.5 MB each, for a 125,000-row chunk of emails).
     """
     strings = [name for name, dtype in frame.schema.items() if dtype == pl.String]
     return frame.with_columns(pl.concat_str([pl.col(name), pl.lit("")]).alias(name) for name in strings)

@@ -29,12 +29,32 @@ class SourceFrame:
     files: tuple[str, ...]  # as the user knows them (local paths or s3:// URIs), for rejects and the audit
     columns: dict[str, str]  # role -> column name in the file
     fingerprint: tuple[dict[str, object], ...] = ()  # per file: uri, size, and etag (S3) or mtime (local)
+    paths: tuple[str, ...] = ()  # the local files read (S3 objects: their staged copies)
+    states: tuple[tuple[int, int, int], ...] = ()  # file_state of each path when the source was opened
+
+    def check_unchanged(self) -> None:
+        """Refuse to go on when a file was rewritten, replaced or removed since the source was opened: the stream
+        reads it more than once (the judgement, windows, the duplicate pass), and each read must see the same rows."""
+        for path, name, state in zip(self.paths, self.files, self.states):
+            try:
+                now = file_state(path)
+            except OSError:
+                now = None
+            if now != state:
+                raise InputError(f"source: {name} changed while it was being read (rewritten, replaced or removed); "
+                                 "rerun on a finished export")
 
     @property
     def sliceable(self) -> bool:
         """Whether a slice of rows can be read without reading the whole file again: not for compressed files,
         which are decompressed from their start for every slice."""
         return not any(name.lower().endswith(".gz") for name in self.files)
+
+
+def file_state(path: str) -> tuple[int, int, int]:
+    """What tells one version of a file from another: inode (a replaced file), size and modification time."""
+    stat = os.stat(path)
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def infer_format(path: str) -> str | None:
@@ -130,6 +150,7 @@ def scan_files(paths: list[str], names: list[str], fmt: str | None, columns: dic
                has_header: bool, fingerprint: tuple[dict[str, object], ...] = ()) -> SourceFrame:
     """Local files (`paths`) as one frame; `names` are how the user knows them (an S3 part's URI)."""
     frames = []
+    states = tuple(file_state(path) for path in paths)
     for index, (path, name) in enumerate(zip(paths, names)):
         file_format = fmt or infer_format(name)
         if file_format is None:
@@ -139,4 +160,5 @@ def scan_files(paths: list[str], names: list[str], fmt: str | None, columns: dic
         except InputError as exc:
             raise InputError(str(exc).replace(path, name)) from None
         frames.append(frame.with_columns(pl.lit(index, dtype=pl.UInt32).alias(FILE_INDEX)))
-    return SourceFrame(frame=pl.concat(frames, how="vertical"), files=tuple(names), columns=columns, fingerprint=fingerprint)
+    return SourceFrame(frame=pl.concat(frames, how="vertical"), files=tuple(names), columns=columns, fingerprint=fingerprint,
+                       paths=tuple(paths), states=states)

@@ -89,3 +89,9 @@ def test_a_folder_it_cannot_write_is_the_machines_problem_not_the_files(tmp_path
         find_duplicate_rows(_chunks(hi, hi.astype(np.uint32), np.ones(10, dtype=bool), 4), VALID, 10, 0,
                             tmp_path / "a-file" / "duplicates", threading.Event())
     assert not isinstance(raised.value, InputError)
+
+
+def test_partitions_stay_few_enough_to_keep_open_at_once() -> None:
+    from pipeline.prepare.duplicate_rows import _partitions
+
+    assert [_partitions(rows) for rows in (3_000_000, 10_000_000, 10**9)] == [8, 32, 256]
