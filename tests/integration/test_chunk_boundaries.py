@@ -33,7 +33,7 @@ cells = st.one_of(
 
 
 def stream_outcome(folder: Path, source: Path, chunk_rows: int, batch_size: int, window_rows: int | None = None,
-                   memory_rows: int = 10**9, keyed_by_wire: bool = False) -> tuple:
+                   memory_rows: int = 10**9, keyed_by_wire: bool = False, windowed_rows: int = 10**9) -> tuple:
     job = audience_job(folder, source, columns={"email": "email"}, limits={"batch_size": batch_size})
     job["source"]["max_reject_fraction"] = 1.0
     config = load_job(write_job(folder, job, f"job-{chunk_rows}.yaml"),
@@ -42,6 +42,7 @@ def stream_outcome(folder: Path, source: Path, chunk_rows: int, batch_size: int,
     out.mkdir()
     stream = open_stream(config, endpoint_for(config), LocalStore(out), out)
     stream.chunk_rows, stream.window_rows, stream.memory_dedupe_rows = chunk_rows, window_rows, memory_rows
+    stream.windowed_rows = windowed_rows
     if keyed_by_wire:  # the duplicate pass as every plan but a lone email keys it
         stream._keys = lambda query, roles, normalisers: query.select(HI, LO, "__valid")
     batches = [(b.index, list(b.identifiers), b.digest) for b in stream.batches()]
@@ -49,13 +50,13 @@ def stream_outcome(folder: Path, source: Path, chunk_rows: int, batch_size: int,
     return batches, counts, (out / "rejects.csv").read_text()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(cells, min_size=1, max_size=40).filter(lambda rows: any(map(reference, rows))),
        st.sampled_from(["csv", "parquet"]), st.integers(1, 9), st.integers(1, 5),
        st.lists(st.integers(0, 40), max_size=2), st.integers(1, 4), st.none() | st.integers(1, 12),
-       st.integers(0, 45), st.booleans())
+       st.integers(0, 45), st.booleans(), st.integers(0, 45))
 def test_where_the_source_is_cut_changes_nothing(rows, fmt, chunk_rows, batch_size, splits, row_group_size,
-                                                 window_rows, memory_rows, keyed_by_wire) -> None:
+                                                 window_rows, memory_rows, keyed_by_wire, windowed_rows) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         export = folder / "export"  # one to three files, read in name order
@@ -65,7 +66,8 @@ def test_where_the_source_is_cut_changes_nothing(rows, fmt, chunk_rows, batch_si
             frame = pl.DataFrame({"email": rows[start:stop]}, schema={"email": pl.String})
             path = export / f"part-{part}.{fmt}"
             frame.write_csv(path) if fmt == "csv" else frame.write_parquet(path, row_group_size=row_group_size)
-        cut = stream_outcome(folder, export, chunk_rows, batch_size, window_rows, memory_rows, keyed_by_wire)
+        cut = stream_outcome(folder, export, chunk_rows, batch_size, window_rows, memory_rows, keyed_by_wire,
+                             windowed_rows)
         whole = stream_outcome(folder, export, 250_000, 1_000)  # one chunk: all of it read beside the judgement
         sent = [identifier for _, identifiers, _ in cut[0] for identifier in identifiers]
         assert sent == list(dict.fromkeys(h for h in map(reference, rows) if h is not None))
