@@ -57,7 +57,7 @@ def single_identifier_plan(role: str, encoding: WireEncoding, with_subject: bool
     outputs = [wire_identifier(role, encoding).alias(WIRE)]
     if with_subject:
         outputs.append(wire_identifier(role, "hex").alias(SUBJECT))
-    # The SHA-256 of an address, in hex or base64, or the address itself; a pre-hashed value is not (hex in either case).
+    # The SHA-256 of an address, in hex or base64, or the address itself; not a pre-hashed value (hex in either case).
     return RowPlan(roles=[role], outputs=outputs, wire_follows_email=role == "email")
 
 

@@ -38,7 +38,8 @@ REASON_ROWS = 100_000  # flagged rows held before pandera names their reasons (o
 WINDOW_ROWS = 1_000_000
 # Each window of a CSV file is found by counting lines from the file's start, so windows cost more the further in
 # they start; past this row the rest is read as one query, whose buffers are at their cap by then anyway
-# (30M-row CSV dry run: 14.1 s and 586 MiB; windows all the way 17.4 s and 541 MiB; before windows 13.6 s and 1,008 MiB).
+# (30M-row CSV dry run: 14.1 s and 586 MiB; windows all the way 17.4 s and 541 MiB; before windows 13.6 s and
+# 1,008 MiB).
 WINDOWED_ROWS = 10_000_000
 # Rows deduplicated in memory (12 bytes a key, 24 MB at most); a larger file's later rows are judged by the duplicate
 # pass on disk, which runs while these rows' batches are sent: 2M rows are 5 s of sending at the audience API's
@@ -131,8 +132,8 @@ class PreparedStream:
 
         try:
             verdict = _in_background(
-                "judge-whole-file", self._judge_whole_file, query.select(pl.len().alias("rows"), (~rules_pass).sum().alias("invalid")),
-                self._certainly_valid(roles))
+                "judge-whole-file", self._judge_whole_file,
+                query.select(pl.len().alias("rows"), (~rules_pass).sum().alias("invalid")), self._certainly_valid(roles))
             # While the whole file is judged, the first chunk is read, hashed and deduplicated here, so the first
             # batches are ready when the verdict is; nothing of it is counted or written before. A whole chunk, not
             # one batch's worth of rows: invalid rows and duplicates leave fewer than a batch, and the first batch
@@ -207,8 +208,8 @@ class PreparedStream:
                 self.source.check_unchanged()
                 return
             if read != window:  # a file that shrank, or a read that ended early (an interrupt in a polars thread)
-                raise InputError(f"source: {_describe(self.source)} ended at row {start + read:,} while {rows:,} rows were "
-                                 "judged: was it rewritten during the run? Rerun on a finished export")
+                raise InputError(f"source: {_describe(self.source)} ended at row {start + read:,} while {rows:,} rows "
+                                 "were judged: was it rewritten during the run? Rerun on a finished export")
             start += window
 
     def _keys(self, query: pl.LazyFrame, roles: list[str], normalisers: dict[str, Any]) -> pl.LazyFrame:
@@ -221,11 +222,13 @@ class PreparedStream:
         keyed as the stream keys it, on the wire identifier of valid rows.
         """
         plan = self.plan
-        if plan.wire_follows_email and roles == ["email"] and not plan.derived and not plan.row_rules and not plan.nullable:
+        plain = not plan.derived and not plan.row_rules and not plan.nullable
+        if plan.wire_follows_email and roles == ["email"] and plain:
             email = _blank_is_missing(normalisers["email"]("email"))
-            # Seeded afresh for each run: the keys it writes to disk are no use without the seeds, which never leave memory.
+            # Seeded afresh for each run: the keys written to disk are no use without the seeds, kept only in memory.
             seeds = [random.SystemRandom().getrandbits(63) for _ in range(2)]
-            return self.source.frame.select(key_columns(email, seeds)).with_columns(pl.col(HI).is_not_null().alias(_VALID))
+            keys = self.source.frame.select(key_columns(email, seeds))
+            return keys.with_columns(pl.col(HI).is_not_null().alias(_VALID))
         return query.select(HI, LO, _VALID)
 
     def _certainly_valid(self, roles: list[str]) -> pl.Expr | None:

@@ -160,5 +160,5 @@ def scan_files(paths: list[str], names: list[str], fmt: str | None, columns: dic
         except InputError as exc:
             raise InputError(str(exc).replace(path, name)) from None
         frames.append(frame.with_columns(pl.lit(index, dtype=pl.UInt32).alias(FILE_INDEX)))
-    return SourceFrame(frame=pl.concat(frames, how="vertical"), files=tuple(names), columns=columns, fingerprint=fingerprint,
-                       paths=tuple(paths), states=states)
+    return SourceFrame(frame=pl.concat(frames, how="vertical"), files=tuple(names), columns=columns,
+                       fingerprint=fingerprint, paths=tuple(paths), states=states)

@@ -34,7 +34,8 @@ def _read_while(tmp_path: Path, change: Callable[[Path], None]) -> list[str]:
     export = tmp_path / "export.csv"
     _export(export, 0)
     job = audience_job(tmp_path, export, columns={"email": "email"}, limits={"batch_size": 50})
-    config = load_job(write_job(tmp_path, job), environment={**SANDBOX_CREDENTIALS, "ROKT_SANDBOX_URL": "http://127.0.0.1:9"})
+    environment = {**SANDBOX_CREDENTIALS, "ROKT_SANDBOX_URL": "http://127.0.0.1:9"}
+    config = load_job(write_job(tmp_path, job), environment=environment)
     out = tmp_path / "out"
     out.mkdir()
     stream = open_stream(config, endpoint_for(config), LocalStore(out), out)

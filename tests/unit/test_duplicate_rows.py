@@ -22,7 +22,7 @@ def _chunks(hi: np.ndarray, lo: np.ndarray, valid: np.ndarray, size: int) -> lis
     """Chunks of `size` rows; an invalid row whose key is 0 has no key at all (null), as a missing identifier."""
     frame = pl.DataFrame({HI: hi, LO: lo, VALID: valid}, schema={HI: pl.UInt64, LO: pl.UInt32, VALID: pl.Boolean})
     missing = ~pl.col(VALID) & (pl.col(HI) == 0)
-    frame = frame.with_columns(pl.when(~missing).then(pl.col(HI)).alias(HI), pl.when(~missing).then(pl.col(LO)).alias(LO))
+    frame = frame.with_columns(pl.when(~missing).then(pl.col(key)).alias(key) for key in (HI, LO))
     return [frame.slice(start, size) for start in range(0, frame.height, size)]
 
 
