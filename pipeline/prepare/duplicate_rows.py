@@ -69,6 +69,8 @@ def find_duplicate_rows(chunks: Iterable[pl.DataFrame], valid: str, rows: int, f
                 for p in np.flatnonzero(bounds[1:] > bounds[:-1]):
                     records[bounds[p]:bounds[p + 1]].tofile(handles[p])
             position += chunk.height
+        with _temporary(folder, rows):  # a late write error (a full network disk) surfaces at close
+            files.close()
     if position != rows:
         raise InputError(f"source: {rows:,} rows when the file was judged and {position:,} when it was read for "
                          "duplicates: was it rewritten during the run? Rerun on a finished export")

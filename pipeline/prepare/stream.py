@@ -61,6 +61,9 @@ class PreparedStream:
         self.window_rows = WINDOW_ROWS if source.sliceable else None
         self.windowed_rows = WINDOWED_ROWS
         self.memory_dedupe_rows = MEMORY_DEDUPE_ROWS
+        # Drawn afresh for each run and never written down, for the keys the duplicate pass writes to disk. XXH3 is
+        # no keyed hash, but without the seeds the files cannot simply be checked against a list of addresses.
+        self.key_seeds = tuple(random.SystemRandom().getrandbits(63) for _ in range(2))
         self.rows_read = self.valid_rows = self.identifiers = self.superseded = 0
         self.batches_total: int | None = None
         self.complete = False
@@ -106,7 +109,8 @@ class PreparedStream:
             query = query.with_columns(**plan.derived)
         rules_pass = valid_expression(validated, plan.nullable, plan.row_rules)
         # Duplicates are judged on the wire identifier (for network privacy, together with its request type).
-        query = query.with_columns(outputs).with_columns(*key_columns(pl.col(WIRE)), rules_pass.alias(_RULES_PASS)).with_columns(
+        keys = key_columns(pl.col(WIRE), self.key_seeds)
+        query = query.with_columns(outputs).with_columns(*keys, rules_pass.alias(_RULES_PASS)).with_columns(
             # A value the rules accept but the encoders cannot use is quarantined, never sent as null.
             (pl.col(_RULES_PASS) & pl.col(WIRE).is_not_null()).alias(_VALID),
         )
@@ -225,9 +229,7 @@ class PreparedStream:
         plain = not plan.derived and not plan.row_rules and not plan.nullable
         if plan.wire_follows_email and roles == ["email"] and plain:
             email = _blank_is_missing(normalisers["email"]("email"))
-            # Seeded afresh for each run: the keys written to disk are no use without the seeds, kept only in memory.
-            seeds = [random.SystemRandom().getrandbits(63) for _ in range(2)]
-            keys = self.source.frame.select(key_columns(email, seeds))
+            keys = self.source.frame.select(key_columns(email, self.key_seeds))
             return keys.with_columns(pl.col(HI).is_not_null().alias(_VALID))
         return query.select(HI, LO, _VALID)
 
