@@ -21,6 +21,12 @@ class InputError(PipelineError):
     exit_code = 2
 
 
+def source_changed(what: str) -> InputError:
+    """A source that read differently from one pass to the next (it is read more than once, so it must not change).
+    `what` says how, in counts and file names only."""
+    return InputError(f"source: {what}: was it rewritten during the run? Rerun on a finished export")
+
+
 class LedgerError(PipelineError):
     """Answers could not be recorded durably (the object store kept failing): a resume would send them again."""
 

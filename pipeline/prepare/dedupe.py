@@ -30,8 +30,8 @@ _BUCKET_BITS = 6
 _BUCKETS = 1 << _BUCKET_BITS
 
 
-def key_columns(wire: pl.Expr, seeds: tuple[int, int] | list[int] = (0, 1)) -> list[pl.Expr]:
-    """`hi` and `lo` of each wire identifier (null where the identifier is null)."""
+def key_columns(wire: pl.Expr, seeds: tuple[int, ...]) -> list[pl.Expr]:
+    """`hi` and `lo` of each wire identifier (null where the identifier is null), under the run's two seeds."""
     return [
         wire.nchash.xxh3_64(seed=seeds[0]).alias(HI),
         wire.nchash.xxh3_64(seed=seeds[1]).cast(pl.UInt32, wrap_numerical=True).alias(LO),

@@ -19,7 +19,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import polars as pl
 
-from pipeline.errors import InputError, PipelineError
+from pipeline.errors import InputError, PipelineError, source_changed
 from pipeline.prepare.dedupe import HI, LO
 
 _RECORD = np.dtype([("hi", "<u8"), ("lo", "<u4"), ("position", "<u8")])
@@ -72,8 +72,7 @@ def find_duplicate_rows(chunks: Iterable[pl.DataFrame], valid: str, rows: int, f
         with _temporary(folder, rows):  # a late write error (a full network disk) surfaces at close
             files.close()
     if position != rows:
-        raise InputError(f"source: {rows:,} rows when the file was judged and {position:,} when it was read for "
-                         "duplicates: was it rewritten during the run? Rerun on a finished export")
+        raise source_changed(f"{rows:,} rows when the file was judged and {position:,} when it was read for duplicates")
     bits = np.zeros((rows - first_position) // 8 + 1, dtype=np.uint8)
     for path in paths:
         with _temporary(folder, rows):

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from pipeline.batching import WIRE, Batch, cut_batches
-from pipeline.errors import InputError
+from pipeline.errors import InputError, source_changed
 from pipeline.prepare.dedupe import HI, LO, SeenKeys, key_columns
 from pipeline.prepare.duplicate_rows import DuplicateRows, find_duplicate_rows
 from pipeline.prepare.prepared import CHUNK_ROWS, DEFAULT_NORMALISERS, PreparedInput, RowPlan, safe_reason
@@ -181,9 +181,8 @@ class PreparedStream:
             finally:
                 self.rejects.close()
         if self.rows_read != rows_judged:  # the file changed while it was read, or a row was lost or read twice
-            raise InputError(f"source: {_describe(self.source)} had {rows_judged:,} rows when it was judged and "
-                             f"{self.rows_read:,} when it was read again: was it rewritten during the run? "
-                             "Rerun on a finished export")
+            raise source_changed(f"{_describe(self.source)} had {rows_judged:,} rows when it was judged and "
+                                 f"{self.rows_read:,} when it was read again")
         if plan.supersede is not None and held:
             before = sum(f.height for f in held)
             kept = plan.supersede(pl.concat(held).lazy()).collect()
@@ -212,8 +211,8 @@ class PreparedStream:
                 self.source.check_unchanged()
                 return
             if read != window:  # a file that shrank, or a read that ended early (an interrupt in a polars thread)
-                raise InputError(f"source: {_describe(self.source)} ended at row {start + read:,} while {rows:,} rows "
-                                 "were judged: was it rewritten during the run? Rerun on a finished export")
+                raise source_changed(f"{_describe(self.source)} ended at row {start + read:,} while {rows:,} rows "
+                                     "were judged")
             start += window
 
     def _keys(self, query: pl.LazyFrame, roles: list[str], normalisers: dict[str, Any]) -> pl.LazyFrame:
@@ -327,8 +326,7 @@ class _FirstSeen:
             first[in_memory] = self._seen.first_seen(keys.filter(pl.Series(in_memory))).to_numpy()
         later: DuplicateRows = self.later_rows.result()
         if len(positions) and positions[-1] >= later.rows:  # positions ascend; rows added after the pass read the file
-            raise InputError(f"source: more than the {later.rows:,} rows judged: was it rewritten during the run? "
-                             "Rerun on a finished export")
+            raise source_changed(f"more than the {later.rows:,} rows judged")
         first[~in_memory] = ~later.repeated(positions[~in_memory])
         return pl.Series(first)
 
