@@ -11,7 +11,12 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
+from pipeline.config import load_job
+from pipeline.endpoints.registry import endpoint_for
+from pipeline.prepare.stream import PreparedStream
+from pipeline.runner import open_stream
 from pipeline.sandbox.state import Credentials
+from pipeline.storage import LocalStore
 from pipeline.sandbox.process import SandboxProcess, start_sandbox_process
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,6 +67,15 @@ def write_job(tmp_path: Path, job: dict[str, Any], name: str = "job.yaml") -> Pa
     path = tmp_path / name
     path.write_text(yaml.safe_dump(job, sort_keys=False))
     return path
+
+
+def open_job_stream(folder: Path, job: dict[str, Any], name: str = "job") -> tuple[PreparedStream, Path]:
+    """The job's stream, opened as a run opens it (no sandbox needed: nothing is sent), and its output folder."""
+    config = load_job(write_job(folder, job, f"{name}.yaml"),
+                      environment={**SANDBOX_CREDENTIALS, "ROKT_SANDBOX_URL": "http://127.0.0.1:9"})
+    out = folder / f"out-{name}"
+    out.mkdir()
+    return open_stream(config, endpoint_for(config), LocalStore(out), out), out
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT, timeout: float = 120) -> subprocess.CompletedProcess[str]:

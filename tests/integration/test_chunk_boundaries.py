@@ -17,12 +17,8 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.config import load_job
 from pipeline.prepare.dedupe import HI, LO
-from pipeline.endpoints.registry import endpoint_for
-from pipeline.runner import open_stream
-from pipeline.storage import LocalStore
-from tests.conftest import SANDBOX_CREDENTIALS, audience_job, write_job
+from tests.conftest import audience_job, open_job_stream
 from tests.integration.test_accounting_property import reference
 
 cells = st.one_of(
@@ -36,11 +32,7 @@ def stream_outcome(folder: Path, source: Path, chunk_rows: int, batch_size: int,
                    memory_rows: int = 10**9, keyed_by_wire: bool = False, windowed_rows: int = 10**9) -> tuple:
     job = audience_job(folder, source, columns={"email": "email"}, limits={"batch_size": batch_size})
     job["source"]["max_reject_fraction"] = 1.0
-    config = load_job(write_job(folder, job, f"job-{chunk_rows}.yaml"),
-                      environment={**SANDBOX_CREDENTIALS, "ROKT_SANDBOX_URL": "http://127.0.0.1:9"})
-    out = folder / f"out-{chunk_rows}"
-    out.mkdir()
-    stream = open_stream(config, endpoint_for(config), LocalStore(out), out)
+    stream, out = open_job_stream(folder, job, f"job-{chunk_rows}")
     stream.chunk_rows, stream.window_rows, stream.memory_dedupe_rows = chunk_rows, window_rows, memory_rows
     stream.windowed_rows = windowed_rows
     if keyed_by_wire:  # the duplicate pass as every plan but a lone email keys it

@@ -8,13 +8,9 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.config import load_job
-from pipeline.endpoints.registry import endpoint_for
 from pipeline.prepare import stream as stream_module
 from pipeline.prepare.hashing import sha256_hex
-from pipeline.runner import open_stream
-from pipeline.storage import LocalStore
-from tests.conftest import SANDBOX_CREDENTIALS, audience_job, write_job
+from tests.conftest import audience_job, open_job_stream
 
 ROWS = stream_module.MEMORY_DEDUPE_ROWS + 400_000
 
@@ -31,11 +27,7 @@ def test_a_file_beyond_the_in_memory_prefix(tmp_path: Path) -> None:
     pl.DataFrame({"i": i}).select(email.alias("email")).write_csv(export)
 
     job = audience_job(tmp_path, export, columns={"email": "email"})
-    config = load_job(write_job(tmp_path, job),
-                      environment={**SANDBOX_CREDENTIALS, "ROKT_SANDBOX_URL": "http://127.0.0.1:9"})
-    out = tmp_path / "out"
-    out.mkdir()
-    stream = open_stream(config, endpoint_for(config), LocalStore(out), out)
+    stream, out = open_job_stream(tmp_path, job)
     assert stream.window_rows and stream.memory_dedupe_rows < ROWS  # the defaults, duplicate pass and all
     sent = pl.concat([batch.identifiers for batch in stream.batches()])
 

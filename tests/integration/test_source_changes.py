@@ -15,12 +15,8 @@ from typing import Callable
 import polars as pl
 import pytest
 
-from pipeline.config import load_job
-from pipeline.endpoints.registry import endpoint_for
 from pipeline.errors import InputError
-from pipeline.runner import open_stream
-from pipeline.storage import LocalStore
-from tests.conftest import SANDBOX_CREDENTIALS, audience_job, write_job
+from tests.conftest import audience_job, open_job_stream
 
 ROWS = 600
 
@@ -34,11 +30,7 @@ def _read_while(tmp_path: Path, change: Callable[[Path], None]) -> list[str]:
     export = tmp_path / "export.csv"
     _export(export, 0)
     job = audience_job(tmp_path, export, columns={"email": "email"}, limits={"batch_size": 50})
-    environment = {**SANDBOX_CREDENTIALS, "ROKT_SANDBOX_URL": "http://127.0.0.1:9"}
-    config = load_job(write_job(tmp_path, job), environment=environment)
-    out = tmp_path / "out"
-    out.mkdir()
-    stream = open_stream(config, endpoint_for(config), LocalStore(out), out)
+    stream, _ = open_job_stream(tmp_path, job)
     stream.chunk_rows, stream.window_rows, stream.memory_dedupe_rows = 40, 100, 120
     sent: list[str] = []
     for batch in stream.batches():
