@@ -11,11 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.prepare.hashing import wire_identifier
-from pipeline.prepare.normalise import normalise_email, strip_hash
+from pipeline.prepare.normalise import WHITE_SPACE, ZERO_WIDTH, normalise_email, strip_hash
 
 HELLO_HEX = "1753bdb368271a785887ddbfb926164f2f7c6a88f609c07ff0401c5572955206"
 HELLO_BASE64 = "F1O9s2gnGnhYh92/uSYWTy98aoj2CcB/8EAcVXKVUgY="
-WHITESPACE = " \t\n\r\x0b\x0c\u00a0\u2003\u3000\u2028\u200b\ufeff"
+# Every Unicode White_Space character and the zero-width ones, written out here apart from normalise.py's list.
+WHITESPACE = (" \t\n\r\x0b\x0c\x85\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+              "\u2028\u2029\u202f\u205f\u3000\u200b\u200c\u200d\u2060\ufeff")
 
 
 def reference_normalise(value: str) -> str:
@@ -32,6 +34,17 @@ def test_documented_vectors() -> None:
     assert wire(["hello@example.com"], "email", "hex") == [HELLO_HEX]
     assert wire(["hello@example.com"], "email", "base64") == [HELLO_BASE64]
     assert wire(["  HELLO@Example.COM\t"], "email", "hex") == [HELLO_HEX]
+
+
+def test_removed_characters_are_exactly_white_space_and_zero_width() -> None:
+    """The literal list matches what the regex `\\s` matches in polars (Rust's Unicode White_Space), no more, no less."""
+    every_character = pl.Series([chr(c) for c in range(0x110000) if not 0xD800 <= c < 0xE000])
+    assert sorted(WHITE_SPACE) == every_character.filter(every_character.str.contains(r"^\s$")).to_list()
+    assert sorted([*WHITE_SPACE, *ZERO_WIDTH]) == sorted(WHITESPACE)
+    values = [None, "", "A b", "\u200bX\u3000y\ufeff", "\u00e9\t\u00c9"]
+    frame = pl.DataFrame({"email": values}, schema={"email": pl.String})
+    streamed = frame.lazy().select(normalise_email("email")).collect(engine="streaming").to_series().to_list()
+    assert streamed == [None, "", "ab", "xy", "\u00e9\u00e9"]
 
 
 def test_prehashed_input_converts_between_encodings() -> None:
