@@ -104,7 +104,8 @@ class PreparedStream:
         validated = [*roles, *plan.derived]
         normalisers = {**DEFAULT_NORMALISERS, **plan.normalisers}
         outputs = [*plan.outputs]
-        query = self.source.frame.with_columns(_blank_is_missing(normalisers[role](role)).alias(role) for role in roles)
+        query = self.source.frame.with_columns(normalisers[role](role).alias(role) for role in roles).with_columns(
+            _blank_is_missing(role) for role in roles)
         if plan.derived:
             query = query.with_columns(**plan.derived)
         rules_pass = valid_expression(validated, plan.nullable, plan.row_rules)
@@ -227,8 +228,8 @@ class PreparedStream:
         plan = self.plan
         plain = not plan.derived and not plan.row_rules and not plan.nullable
         if plan.wire_follows_email and roles == ["email"] and plain:
-            email = _blank_is_missing(normalisers["email"]("email"))
-            keys = self.source.frame.select(key_columns(email, self.key_seeds))
+            email = self.source.frame.select(normalisers["email"]("email").alias("email"))
+            keys = email.select(key_columns(_blank_is_missing("email"), self.key_seeds))
             return keys.with_columns(pl.col(HI).is_not_null().alias(_VALID))
         return query.select(HI, LO, _VALID)
 
@@ -331,9 +332,12 @@ class _FirstSeen:
         return pl.Series(first)
 
 
-def _blank_is_missing(expr: pl.Expr) -> pl.Expr:
+def _blank_is_missing(column: str) -> pl.Expr:
+    """The column, null where it is empty. Over a column, never over the expression that makes it: polars'
+    common-subexpression elimination then computed that expression twice (the normalisation, a third of the
+    data path: 10M-row duplicate-pass query 2.2 CPU-s against 1.3 over the normalised column)."""
     # when/then keeps the query streaming; `replace("", None)` would make polars collect the whole file first.
-    return pl.when(expr.str.len_bytes() > 0).then(expr)
+    return pl.when(pl.col(column).str.len_bytes() > 0).then(pl.col(column))
 
 
 def _owning_strings(frame: pl.DataFrame) -> pl.DataFrame:
