@@ -57,13 +57,14 @@ def find_duplicate_rows(chunks: Iterable[pl.DataFrame], valid: str, rows: int, f
             is_valid = chunk.get_column(valid)
             where = np.flatnonzero(is_valid.to_numpy())
             keys = chunk.select(HI, LO).filter(is_valid)  # before to_numpy: with nulls it would give floats
-            records = np.empty(len(where), dtype=_RECORD)
-            records["hi"] = keys.get_column(HI).to_numpy()
-            records["lo"] = keys.get_column(LO).to_numpy()
-            records["position"] = where + position
-            partition = (records["hi"] >> shift).astype(np.uint16)
+            hi = keys.get_column(HI).to_numpy()
+            partition = (hi >> shift).astype(np.uint16)
             order = np.argsort(partition, kind="stable")  # stable (a radix sort): each partition stays in file order
-            records, partition = records[order], partition[order]
+            partition = partition[order]
+            # Each field reordered on its own: a fancy-indexed take of the 20-byte records cost three times as much.
+            records = np.empty(len(where), dtype=_RECORD)
+            records["hi"], records["lo"] = hi[order], keys.get_column(LO).to_numpy()[order]
+            records["position"] = where[order] + position
             bounds = np.searchsorted(partition, np.arange(partitions + 1, dtype=np.uint16))
             with _temporary(folder, rows):
                 for p in np.flatnonzero(bounds[1:] > bounds[:-1]):
