@@ -147,9 +147,9 @@ class PreparedStream:
             rows_judged = verdict.result()
             if rows_judged > self.memory_dedupe_rows:
                 keys = self._keys(query, roles, normalisers)
-                # One query, not windows: its rows are a few bytes of keys, which the streaming engine holds no
-                # more of than a window's (10M-row CSV: 262 against 242 MiB, behind a slow consumer), and windows
-                # count the file's lines from its start again each time (0.67 against 1.0 s).
+                # One query, not windows: its rows are a few bytes of keys, so the streaming engine's run-ahead
+                # holds little more than a window's (10M-row CSV behind a slow consumer: 262 against 242 MiB peak),
+                # and windows count the file's lines from its start again each time (0.67 against 1.0 s).
                 first_seen.later_rows = _in_background(
                     "find-duplicate-rows", find_duplicate_rows, self._read(lambda start: keys, 0, rows_judged, None), _VALID,
                     rows_judged, self.memory_dedupe_rows, self.workdir / "duplicates", first_seen.stop)
