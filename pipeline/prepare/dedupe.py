@@ -7,7 +7,7 @@ second is not sent, and nothing else is ever dropped.
 
 The stream holds the keys of a file's first rows only (`stream.MEMORY_DEDUPE_ROWS`, 2M: 24 MB); the later rows of a
 larger file are judged by the duplicate pass on disk (`duplicate_rows.py`), keyed the same way (for a lone email,
-on the normalised address rather than its hash: one-to-one with it), one partition at a time.
+on the normalised address rather than its hash: one-to-one with it), two partitions at a time.
 
 The seen keys live in 64 buckets chosen by the top bits of `hi`, each a pair of arrays sorted by `hi`.
 A chunk is sorted once, each bucket is probed by binary search and grows by merging in its new keys, so

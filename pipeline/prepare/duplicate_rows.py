@@ -4,7 +4,7 @@ The stream deduplicates its first rows in memory (`SeenKeys`, 12 bytes a key) an
 so a file of any size needs no more than that prefix's keys in memory. Every keyed row's key and position go to
 one of 8 to 256 partition files by the top bits of its key, in file order; each partition is then small enough to
 deduplicate in memory on its own, and the positions of the rows that are not first go into a bitmap of one bit
-per row. At 10M rows: 32 partitions of about 6 MB, one at a time, and a 1.2 MB bitmap, against 111 MiB of keys
+per row. At 10M rows: 32 partitions of about 6 MB, two at a time, and a 1.2 MB bitmap, against 111 MiB of keys
 held for the whole run before; on disk, 20 bytes per keyed row in the run's temporary folder, each partition
 deleted as soon as it is read.
 """
@@ -78,6 +78,8 @@ def find_duplicate_rows(chunks: Iterable[pl.DataFrame], valid: str, rows: int, f
 
     def repeats(path: Path) -> np.ndarray:
         """Offsets from first_position of the partition's rows that repeat an earlier row's key."""
+        if stop.is_set():  # the pool's threads are joined at interpreter exit: a stopped pass must not hold it up
+            raise InputError("source: the duplicate pass was stopped")
         with _temporary(folder, rows):
             records = np.fromfile(path, dtype=_RECORD)
             path.unlink()

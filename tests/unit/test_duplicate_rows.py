@@ -82,6 +82,18 @@ def test_stops_when_the_stream_has_ended(tmp_path: Path) -> None:
         find_duplicate_rows(_chunks(hi, hi.astype(np.uint32), np.ones(10, dtype=bool), 4), VALID, 10, 0, tmp_path, stop)
 
 
+def test_stops_between_partitions_when_the_stream_ends_after_the_read(tmp_path: Path) -> None:
+    stop = threading.Event()
+    hi = np.arange(10, dtype=np.uint64)
+
+    def read_then_stream_ends():  # noqa: ANN202
+        yield from _chunks(hi, hi.astype(np.uint32), np.ones(10, dtype=bool), 4)
+        stop.set()
+
+    with pytest.raises(InputError, match="stopped"):
+        find_duplicate_rows(read_then_stream_ends(), VALID, 10, 0, tmp_path, stop)
+
+
 def test_a_folder_it_cannot_write_is_the_machines_problem_not_the_files(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("")
     hi = np.arange(10, dtype=np.uint64)
