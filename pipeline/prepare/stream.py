@@ -104,14 +104,13 @@ class PreparedStream:
         validated = [*roles, *plan.derived]
         normalisers = {**DEFAULT_NORMALISERS, **plan.normalisers}
         outputs = [*plan.outputs]
-        query = self.source.frame.with_columns(normalisers[role](role).alias(role) for role in roles).with_columns(
-            _blank_is_missing(role) for role in roles)
+        query = _normalised(self.source.frame, roles, normalisers)
         if plan.derived:
             query = query.with_columns(**plan.derived)
         rules_pass = valid_expression(validated, plan.nullable, plan.row_rules)
         # Duplicates are judged on the wire identifier (for network privacy, together with its request type).
-        keys = key_columns(pl.col(WIRE), self.key_seeds)
-        query = query.with_columns(outputs).with_columns(*keys, rules_pass.alias(_RULES_PASS)).with_columns(
+        query = query.with_columns(outputs).with_columns(
+            *key_columns(pl.col(WIRE), self.key_seeds), rules_pass.alias(_RULES_PASS)).with_columns(
             # A value the rules accept but the encoders cannot use is quarantined, never sent as null.
             (pl.col(_RULES_PASS) & pl.col(WIRE).is_not_null()).alias(_VALID),
         )
@@ -146,12 +145,12 @@ class PreparedStream:
             first = sort_out(query.head(self.chunk_rows).collect(), 0)
             rows_judged = verdict.result()
             if rows_judged > self.memory_dedupe_rows:
-                keys = self._keys(query, roles, normalisers)
+                pass_keys = self._keys(query, roles, normalisers)
                 # One query, not windows: its rows are a few bytes of keys, so the streaming engine's run-ahead
                 # holds little more than a window's (10M-row CSV behind a slow consumer: 262 against 242 MiB peak),
                 # and windows count the file's lines from its start again each time (0.67 against 1.0 s).
                 first_seen.later_rows = _in_background(
-                    "find-duplicate-rows", find_duplicate_rows, self._read(lambda start: keys, 0, rows_judged, None), _VALID,
+                    "find-duplicate-rows", find_duplicate_rows, self._read(lambda start: pass_keys, 0, rows_judged, None), _VALID,
                     rows_judged, self.memory_dedupe_rows, self.workdir / "duplicates", first_seen.stop)
 
             def window(start: int) -> pl.LazyFrame:  # keys are needed only where rows are deduplicated in memory
@@ -231,9 +230,9 @@ class PreparedStream:
         plan = self.plan
         plain = not plan.derived and not plan.row_rules and not plan.nullable
         if plan.wire_follows_email and roles == ["email"] and plain:
-            email = self.source.frame.select(normalisers["email"]("email").alias("email"))
-            keys = email.select(key_columns(_blank_is_missing("email"), self.key_seeds))
-            return keys.with_columns(pl.col(HI).is_not_null().alias(_VALID))
+            email = _normalised(self.source.frame.select("email"), roles, normalisers)
+            return email.select(key_columns(pl.col("email"), self.key_seeds)).with_columns(
+                pl.col(HI).is_not_null().alias(_VALID))
         return query.select(HI, LO, _VALID)
 
     def _certainly_valid(self, roles: list[str]) -> pl.Expr | None:
@@ -335,12 +334,16 @@ class _FirstSeen:
         return pl.Series(first)
 
 
-def _blank_is_missing(column: str) -> pl.Expr:
-    """The column, null where it is empty. Over a column, never over the expression that makes it: polars'
-    common-subexpression elimination then computed that expression twice (the normalisation, a third of the
-    data path: 10M-row duplicate-pass query 2.2 CPU-s against 1.3 over the normalised column)."""
-    # when/then keeps the query streaming; `replace("", None)` would make polars collect the whole file first.
-    return pl.when(pl.col(column).str.len_bytes() > 0).then(pl.col(column))
+def _normalised(frame: pl.LazyFrame, roles: list[str], normalisers: dict[str, Any]) -> pl.LazyFrame:
+    """`frame` with each role's column normalised, and null where that leaves it empty.
+
+    Two steps: the emptiness test reads the normalised column, never the expression that makes it, which polars'
+    common-subexpression elimination then computed twice (the normalisation, a third of the data path: 10M-row
+    duplicate-pass query 2.2 CPU-s against 1.3). when/then keeps the query streaming; `replace("", None)` would
+    make polars collect the whole file first.
+    """
+    normalised = frame.with_columns(normalisers[role](role).alias(role) for role in roles)
+    return normalised.with_columns(pl.when(pl.col(role).str.len_bytes() > 0).then(pl.col(role)) for role in roles)
 
 
 def _owning_strings(frame: pl.DataFrame) -> pl.DataFrame:
