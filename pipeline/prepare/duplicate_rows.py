@@ -53,8 +53,7 @@ def find_duplicate_rows(chunks: Iterable[pl.DataFrame], valid: str, rows: int, f
             folder.mkdir(parents=True, exist_ok=True)
             handles = [files.enter_context(open(path, "wb")) for path in paths]
         for chunk in chunks:  # a failure to read the source is the source's: not caught here
-            if stop.is_set():
-                raise InputError("source: the duplicate pass was stopped")
+            _unless_stopped(stop)
             is_valid = chunk.get_column(valid)
             where = np.flatnonzero(is_valid.to_numpy())
             keys = chunk.select(HI, LO).filter(is_valid)  # before to_numpy: with nulls it would give floats
@@ -78,8 +77,7 @@ def find_duplicate_rows(chunks: Iterable[pl.DataFrame], valid: str, rows: int, f
 
     def repeats(path: Path) -> np.ndarray:
         """Offsets from first_position of the partition's rows that repeat an earlier row's key."""
-        if stop.is_set():  # the pool's threads are joined at interpreter exit: a stopped pass must not hold it up
-            raise InputError("source: the duplicate pass was stopped")
+        _unless_stopped(stop)  # the pool's threads are joined at interpreter exit: a stopped pass must not hold it up
         with _temporary(folder, rows):
             records = np.fromfile(path, dtype=_RECORD)
             path.unlink()
@@ -99,6 +97,11 @@ def find_duplicate_rows(chunks: Iterable[pl.DataFrame], valid: str, rows: int, f
     finally:
         pool.shutdown(cancel_futures=True)  # after an error, the partitions not yet started are not read
     return DuplicateRows(bits, first_position, rows)
+
+
+def _unless_stopped(stop: threading.Event) -> None:
+    if stop.is_set():
+        raise InputError("source: the duplicate pass was stopped")
 
 
 @contextmanager

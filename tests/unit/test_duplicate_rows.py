@@ -26,6 +26,11 @@ def _chunks(hi: np.ndarray, lo: np.ndarray, valid: np.ndarray, size: int) -> lis
     return [frame.slice(start, size) for start in range(0, frame.height, size)]
 
 
+def _ten_distinct_rows() -> list[pl.DataFrame]:
+    hi = np.arange(10, dtype=np.uint64)
+    return _chunks(hi, hi.astype(np.uint32), np.ones(10, dtype=bool), 4)
+
+
 def _expected(hi: np.ndarray, lo: np.ndarray, valid: np.ndarray) -> np.ndarray:
     seen: set[tuple[int, int]] = set()
     repeated = np.zeros(len(hi), dtype=bool)
@@ -68,26 +73,22 @@ def test_many_rows_in_many_partitions(tmp_path: Path) -> None:
 
 
 def test_a_file_that_changed_since_it_was_judged_is_refused(tmp_path: Path) -> None:
-    hi = np.arange(10, dtype=np.uint64)
-    chunks = _chunks(hi, hi.astype(np.uint32), np.ones(10, dtype=bool), 4)
     with pytest.raises(InputError, match="rewritten during the run"):
-        find_duplicate_rows(chunks, VALID, 12, 0, tmp_path, threading.Event())
+        find_duplicate_rows(_ten_distinct_rows(), VALID, 12, 0, tmp_path, threading.Event())
 
 
 def test_stops_when_the_stream_has_ended(tmp_path: Path) -> None:
     stop = threading.Event()
     stop.set()
-    hi = np.arange(10, dtype=np.uint64)
     with pytest.raises(InputError, match="stopped"):
-        find_duplicate_rows(_chunks(hi, hi.astype(np.uint32), np.ones(10, dtype=bool), 4), VALID, 10, 0, tmp_path, stop)
+        find_duplicate_rows(_ten_distinct_rows(), VALID, 10, 0, tmp_path, stop)
 
 
 def test_stops_between_partitions_when_the_stream_ends_after_the_read(tmp_path: Path) -> None:
     stop = threading.Event()
-    hi = np.arange(10, dtype=np.uint64)
 
     def read_then_stream_ends():  # noqa: ANN202
-        yield from _chunks(hi, hi.astype(np.uint32), np.ones(10, dtype=bool), 4)
+        yield from _ten_distinct_rows()
         stop.set()
 
     with pytest.raises(InputError, match="stopped"):
@@ -96,10 +97,8 @@ def test_stops_between_partitions_when_the_stream_ends_after_the_read(tmp_path: 
 
 def test_a_folder_it_cannot_write_is_the_machines_problem_not_the_files(tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("")
-    hi = np.arange(10, dtype=np.uint64)
     with pytest.raises(PipelineError, match="duplicate pass: cannot use .*TMPDIR") as raised:
-        find_duplicate_rows(_chunks(hi, hi.astype(np.uint32), np.ones(10, dtype=bool), 4), VALID, 10, 0,
-                            tmp_path / "a-file" / "duplicates", threading.Event())
+        find_duplicate_rows(_ten_distinct_rows(), VALID, 10, 0, tmp_path / "a-file" / "duplicates", threading.Event())
     assert not isinstance(raised.value, InputError)
 
 
