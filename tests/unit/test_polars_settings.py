@@ -1,0 +1,32 @@
+"""`import pipeline` tunes polars' CSV reader and allocator through the environment. jemalloc reads its settings
+once, when polars loads, so they take effect only if the pipeline sets them before anything imports polars."""
+
+import os
+import subprocess
+import sys
+
+_OURS = ("POLARS_CSV_CHUNK_SIZE", "_RJEM_MALLOC_CONF")
+
+
+def _settings_after_import(**preset: str) -> dict[str, str]:
+    environment = {k: v for k, v in os.environ.items() if k not in _OURS} | preset
+    shown = "; ".join(f"print(os.environ[{name!r}])" for name in _OURS)
+    lines = subprocess.run([sys.executable, "-c", f"import os, pipeline, polars; {shown}"], env=environment,
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    return dict(zip(_OURS, lines))
+
+
+def test_the_allocator_setting_is_in_place_before_polars_loads() -> None:
+    settings = _settings_after_import()
+    assert settings["POLARS_CSV_CHUNK_SIZE"] == "1048576"
+    allocator = settings["_RJEM_MALLOC_CONF"]
+    # polars puts its own defaults first when it loads after us; jemalloc takes the last value of each option.
+    assert allocator.endswith(",dirty_decay_ms:250,muzzy_decay_ms:0")
+    assert allocator.startswith("dirty_decay_ms:") and allocator.count("muzzy_decay_ms") == 2
+
+
+def test_a_users_own_settings_win() -> None:
+    settings = _settings_after_import(POLARS_CSV_CHUNK_SIZE="8388608", _RJEM_MALLOC_CONF="narenas:1")
+    assert settings["POLARS_CSV_CHUNK_SIZE"] == "8388608"
+    assert settings["_RJEM_MALLOC_CONF"].endswith(",narenas:1")
+    assert "muzzy_decay_ms:0" not in settings["_RJEM_MALLOC_CONF"]
