@@ -105,4 +105,4 @@ def test_a_folder_it_cannot_write_is_the_machines_problem_not_the_files(tmp_path
 def test_partitions_stay_few_enough_to_keep_open_at_once() -> None:
     from pipeline.prepare.duplicate_rows import _partitions
 
-    assert [_partitions(rows) for rows in (3_000_000, 10_000_000, 10**9)] == [8, 32, 256]
+    assert [_partitions(rows) for rows in (1_000_000, 3_000_000, 10_000_000, 10**9)] == [8, 16, 64, 256]
