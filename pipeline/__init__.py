@@ -13,12 +13,22 @@ __version__ = "0.1.0"
 # The streaming engine holds a number of chunks in flight, whatever their size: 1 MiB chunks, not 4 MiB, took the
 # 10M-row CSV dry run's peak RSS from 522 to 427 MiB (medians of five) in the same 5.3 s; 512 KiB was slower.
 os.environ.setdefault("POLARS_CSV_CHUNK_SIZE", "1048576")
-# polars' allocator (jemalloc, configured when polars is first imported, so only if nothing imported it before us)
-# keeps freed pages for 0.5 s and then as "muzzy" (MADV_FREE) pages for another second, which count in RSS until
-# the kernel needs them. Released 250 ms after they are freed instead (medians of five, alternated): 10M-row CSV
-# dry run 440 -> 402 MiB, 5M 469 -> 402 MiB, 1M 337 -> 318 MiB, at 4% more CPU (5.31 -> 5.55 s at 10M rows).
-# polars appends this to its own setting, and jemalloc takes the last value of each option.
-os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:250,muzzy_decay_ms:0")
+# polars' allocator (jemalloc) keeps freed pages for 0.5 s and then as "muzzy" (MADV_FREE) pages for another
+# second, which count in RSS until the kernel needs them. Released 250 ms after they are freed instead (medians of
+# five, alternated): 10M-row CSV dry run 440 -> 402 MiB, 5M 469 -> 402 MiB, 1M 337 -> 318 MiB, at 4% more CPU
+# (5.31 -> 5.55 s at 10M rows). jemalloc reads this once, when polars is first imported (so only if nothing
+# imported it before us); polars puts its own defaults in front, and jemalloc takes the last value of each option.
+_POLARS_ALLOCATOR_DEFAULTS = "dirty_decay_ms:500,muzzy_decay_ms:1000"
+
+
+def _allocator_setting(inherited: str) -> str:
+    """A user's own setting, else ours. A parent process that imported polars (a scheduler, the benchmark) passes
+    polars' defaults on in the environment: those are nobody's choice."""
+    users = inherited.removeprefix(_POLARS_ALLOCATOR_DEFAULTS).lstrip(",")
+    return users or "dirty_decay_ms:250,muzzy_decay_ms:0"
+
+
+os.environ["_RJEM_MALLOC_CONF"] = _allocator_setting(os.environ.get("_RJEM_MALLOC_CONF", ""))
 os.environ.setdefault("POLARS_ROW_GROUP_PREFETCH_SIZE", "1")
 
 from pipeline.config import JobConfig, load_job  # noqa: E402

@@ -8,8 +8,12 @@ import sys
 _OURS = ("POLARS_CSV_CHUNK_SIZE", "_RJEM_MALLOC_CONF")
 
 
+def _without_ours() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in _OURS}
+
+
 def _settings_after_import(**preset: str) -> dict[str, str]:
-    environment = {k: v for k, v in os.environ.items() if k not in _OURS} | preset
+    environment = _without_ours() | preset
     shown = "; ".join(f"print(os.environ[{name!r}])" for name in _OURS)
     lines = subprocess.run([sys.executable, "-c", f"import os, pipeline, polars; {shown}"], env=environment,
                            capture_output=True, text=True, check=True).stdout.splitlines()
@@ -30,3 +34,13 @@ def test_a_users_own_settings_win() -> None:
     assert settings["POLARS_CSV_CHUNK_SIZE"] == "8388608"
     assert settings["_RJEM_MALLOC_CONF"].endswith(",narenas:1")
     assert "muzzy_decay_ms:0" not in settings["_RJEM_MALLOC_CONF"]
+
+
+def test_polars_defaults_passed_on_by_a_parent_process_are_not_a_users_setting() -> None:
+    # What a scheduler or the benchmark that imported polars (and not the pipeline) passes to its children.
+    inherited = subprocess.run([sys.executable, "-c", "import os, polars; print(os.environ['_RJEM_MALLOC_CONF'])"],
+                               env=_without_ours(), capture_output=True, text=True, check=True).stdout.strip()
+    assert _settings_after_import(_RJEM_MALLOC_CONF=inherited)["_RJEM_MALLOC_CONF"].endswith(
+        ",dirty_decay_ms:250,muzzy_decay_ms:0")
+    users = _settings_after_import(_RJEM_MALLOC_CONF=f"{inherited},narenas:1")["_RJEM_MALLOC_CONF"]
+    assert users.endswith(",narenas:1") and "muzzy_decay_ms:0" not in users
