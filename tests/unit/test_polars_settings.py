@@ -1,5 +1,6 @@
-"""`import pipeline` tunes polars' CSV reader and allocator through the environment. jemalloc reads its settings
-once, when polars loads, so they take effect only if the pipeline sets them before anything imports polars."""
+"""`import pipeline` tunes polars' CSV reader and allocator through the environment. polars reads the chunk size
+per query, but jemalloc reads its setting once, when polars loads: it takes effect only if the pipeline sets it
+before anything imports polars."""
 
 import os
 import subprocess
