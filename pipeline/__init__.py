@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 # The streaming engine holds a number of chunks in flight, whatever their size: 1 MiB chunks, not 4 MiB, took the
 # 10M-row CSV dry run's peak RSS from 522 to 427 MiB (medians of five) in the same 5.3 s; 512 KiB was slower.
 os.environ.setdefault("POLARS_CSV_CHUNK_SIZE", "1048576")
+os.environ.setdefault("POLARS_ROW_GROUP_PREFETCH_SIZE", "1")
 # polars' allocator (jemalloc) keeps freed pages for 0.5 s and then as "muzzy" (MADV_FREE) pages for another
 # second, which count in RSS until the kernel needs them. Released 250 ms after they are freed instead (medians of
 # five, alternated): 10M-row CSV dry run 440 -> 402 MiB, 5M 469 -> 402 MiB, 1M 337 -> 318 MiB, at 4% more CPU
@@ -29,7 +30,6 @@ def _allocator_setting(inherited: str) -> str:
 
 
 os.environ["_RJEM_MALLOC_CONF"] = _allocator_setting(os.environ.get("_RJEM_MALLOC_CONF", ""))
-os.environ.setdefault("POLARS_ROW_GROUP_PREFETCH_SIZE", "1")
 
 from pipeline.config import JobConfig, load_job  # noqa: E402
 from pipeline.runner import RunSummary, run_job  # noqa: E402

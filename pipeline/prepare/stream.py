@@ -149,9 +149,10 @@ class PreparedStream:
                 # One query, not windows: its rows are a few bytes of keys, so the streaming engine's run-ahead
                 # holds little more than a window's (10M-row CSV behind a slow consumer: 262 against 242 MiB peak),
                 # and windows count the file's lines from its start again each time (0.67 against 1.0 s).
+                pass_chunks = self._read(lambda start: pass_keys, 0, rows_judged, None)
                 first_seen.later_rows = _in_background(
-                    "find-duplicate-rows", find_duplicate_rows, self._read(lambda start: pass_keys, 0, rows_judged, None), _VALID,
-                    rows_judged, self.memory_dedupe_rows, self.workdir / "duplicates", first_seen.stop)
+                    "find-duplicate-rows", find_duplicate_rows, pass_chunks, _VALID, rows_judged,
+                    self.memory_dedupe_rows, self.workdir / "duplicates", first_seen.stop)
 
             def window(start: int) -> pl.LazyFrame:  # keys are needed only where rows are deduplicated in memory
                 later = first_seen.later_rows is not None and start >= self.memory_dedupe_rows
