@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from pipeline import faultpoints
 from pipeline.batching import Batch
@@ -26,7 +26,7 @@ from pipeline.config import JobConfig
 from pipeline.endpoints.base import Endpoint
 from pipeline.endpoints.registry import endpoint_for
 from pipeline.errors import ConfigError, InputError, SendError
-from pipeline.http.client import Delivery, Sender, sender_for
+from pipeline.http.stop import StopSwitch
 from pipeline.ledger import (
     PLAN, REJECTS, SENDING, SUMMARY, UNRECORDED_ATTEMPTS, LedgerBase, open_ledger, read_records, utc_now, write_json,
 )
@@ -35,7 +35,10 @@ from pipeline.progress import Progress, SilentProgress
 from pipeline.rejects import RejectsWriter
 from pipeline.sources import open_source
 from pipeline.storage import LocalStore, S3Store, Store, is_s3, split_s3_uri
-from pipeline.sync import SyncPlan, plan_sync
+
+if TYPE_CHECKING:
+    from pipeline.http.client import Delivery, Sender
+    from pipeline.sync import SyncPlan
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +160,8 @@ def _run(
     sync: SyncPlan | None = None
     try:
         if job.destination.sync_mode != "full":  # issue 9 (pipeline/sync): send only the difference against the state
+            from pipeline.sync import plan_sync
+
             stream = sync = plan_sync(job, endpoint, stream.materialise(workdir / "prepared.parquet"), workdir, run_id,
                                       dry_run=dry_run, confirmed=confirmed)
             summary.sync = sync.report
@@ -247,7 +252,7 @@ def _send_all(
     unrecorded_noted = False
     by_status: dict[str, int] = {}
     lock = threading.Lock()
-    sender = sender_for(job, endpoint)
+    sender = StopSwitch() if dry_run else _sender(job, endpoint)
     # Bounded hand-off: batches are read only as fast as they are sent, so memory stays flat.
     queue_slots = threading.Semaphore(limits.concurrency * 2)
 
@@ -471,6 +476,13 @@ def _identifiers_left(ledger: LedgerBase, endpoint: Endpoint, identifiers: int) 
     else:
         done = sum({r["batch"]: r["records"] for r in accepted}.values())
     return max(identifiers - done, 0)
+
+
+def _sender(job: JobConfig, endpoint: Endpoint) -> Sender:
+    # Imported here: requests and urllib3 are 45-50 ms of every start, and a dry run sends nothing.
+    from pipeline.http.client import sender_for
+
+    return sender_for(job, endpoint)
 
 
 def _start_run(endpoint: Endpoint, sender: Sender, summary: RunSummary) -> None:

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
-import requests
 
 from pipeline.batching import SUBJECT, WIRE, Batch
 from pipeline.config import AccountDeletionDestination
@@ -21,6 +20,9 @@ from pipeline.errors import SendError, TerminalError
 from pipeline.http.auth import bearer
 from pipeline.prepare.hashing import sha256_hex
 from pipeline.prepare.prepared import RowPlan
+
+if TYPE_CHECKING:
+    import requests
 
 OPERATION_HEADER = "X-Operation-Id"
 REQUEST_HEADER = "X-Partnership-Account-Data-Deletion-Request-Id"

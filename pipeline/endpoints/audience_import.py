@@ -6,14 +6,15 @@ ID in the answer, so `ids` stays empty.
 
 from __future__ import annotations
 
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from pipeline.batching import Batch
 from pipeline.config import AudienceImportDestination, AudienceImportLegacyDestination
 from pipeline.endpoints.base import EndpointBase, EndpointSpec, HttpRequest, raise_for_status
 from pipeline.http.auth import basic_key_pair, raw_api_key
+
+if TYPE_CHECKING:
+    import requests
 
 V3_PATH = "/v3/import/suppression"
 LEGACY_PATH = "/api/1.0/import/suppression"

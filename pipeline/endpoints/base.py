@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
-
-import requests
+from typing import TYPE_CHECKING, Any, Callable
 
 from pipeline.batching import Batch
 from pipeline.config import Limits
@@ -14,6 +12,9 @@ from pipeline.errors import TerminalError, TransientError
 from pipeline.http.retry import parse_retry_after
 from pipeline.prepare.hashing import WireEncoding
 from pipeline.prepare.prepared import RowPlan, single_identifier_plan
+
+if TYPE_CHECKING:  # the HTTP stack is loaded only by runs that send (a dry run needs none of it)
+    import requests
 
 # Statuses after which a retry may succeed. 429, and 503 with Retry-After, mean the server did nothing.
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -44,7 +45,7 @@ class EndpointSpec:
     status_hints: dict[int, str] = field(default_factory=dict)
 
 
-Fetch = Callable[[HttpRequest], requests.Response]
+Fetch = Callable[[HttpRequest], "requests.Response"]
 
 
 class EndpointBase:

@@ -10,9 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime, timedelta, timezone
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from pipeline.batching import Batch
 from pipeline.config import DataDeletionDestination
@@ -20,6 +18,9 @@ from pipeline.endpoints.base import EndpointBase, EndpointSpec, Fetch, HttpReque
 from pipeline.errors import CredentialsExpired, SendError, TerminalError
 from pipeline.http.auth import OAuthClientCredentials
 from pipeline.ledger import UNRECORDED_ATTEMPTS
+
+if TYPE_CHECKING:
+    import requests
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,9 @@ retried after backoff and flagged ambiguous.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
-import requests
 
 from pipeline.batching import SUBJECT, WIRE, Batch
 from pipeline.config import NetworkPrivacyDestination
@@ -21,6 +20,9 @@ from pipeline.prepare.hashing import hex_to_base64, prehashed_to_hex, sha256_hex
 from pipeline.prepare.normalise import normalise_phone
 from pipeline.prepare.prepared import RowPlan
 from pipeline.prepare.schemas import row_rule
+
+if TYPE_CHECKING:
+    import requests
 
 PATH = "/v1/partnership/network-privacy-requests"
 OPT_OUT, DELETION = "NETWORK_OPT_OUT", "NETWORK_DATA_DELETION"

@@ -6,14 +6,15 @@ lost after sending is retried after backoff and flagged ambiguous in the manifes
 
 from __future__ import annotations
 
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from pipeline.batching import Batch
 from pipeline.config import NurtureUnsubscribeDestination
 from pipeline.endpoints.base import EndpointBase, EndpointSpec, HttpRequest, json_body, raise_for_status
 from pipeline.http.auth import raw_api_key
+
+if TYPE_CHECKING:
+    import requests
 
 PATH = "/1.0/nurture/unsubscribe"
 _HINTS = {

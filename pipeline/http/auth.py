@@ -6,12 +6,15 @@ import base64
 import random
 import threading
 import time
+from typing import TYPE_CHECKING
 
-import requests
 from pydantic import SecretStr
 
 from pipeline.errors import TerminalError, TransientError
 from pipeline.http.retry import parse_retry_after
+
+if TYPE_CHECKING:
+    import requests
 
 
 def basic_key_pair(public_key: SecretStr, secret_key: SecretStr) -> dict[str, str]:
@@ -47,7 +50,7 @@ class OAuthClientCredentials:
         self._margin = refresh_margin
         self._clock = clock
         self._sleep = sleep
-        self._session = session or requests.Session()
+        self._session = session  # made at the first fetch: a dry run loads no HTTP stack
         self._lock = threading.Lock()
         self._token: str | None = None
         self._refresh_at = 0.0
@@ -69,6 +72,9 @@ class OAuthClientCredentials:
             self._token = None
 
     def _fetch(self) -> tuple[str, float]:
+        import requests
+
+        self._session = self._session or requests.Session()
         self.fetches += 1
         last_problem = "no answer"
         for attempt in range(1, _TOKEN_ATTEMPTS + 1):

@@ -16,6 +16,7 @@ from pipeline.http.json_body import encode_json
 from pipeline.http.limits import RequestGate
 from pipeline.http.retry import RetryPolicy
 from pipeline.http.session import CONNECT_TIMEOUT_SECONDS, pooled_session
+from pipeline.http.stop import StopSwitch
 
 T = TypeVar("T")
 
@@ -70,18 +71,17 @@ class _Outcome:
     ambiguous: bool = False
 
 
-class Sender:
+class Sender(StopSwitch):
     """Shared by every worker of a run: one session, one gate, one policy, one stop switch."""
 
     def __init__(self, session: requests.Session, gate: RequestGate, policy: RetryPolicy, timeout: float, endpoint: Endpoint,
                  retry_budget: float = float("inf")):
+        super().__init__()
         self.session = session
         self.gate = gate
         self.policy = policy
         self.timeout = timeout
         self.endpoint = endpoint
-        self.stopped = threading.Event()
-        self.stop_reason: str | None = None
         self.retry_budget = retry_budget
         self._retry_seconds = 0.0
         self._budget_lock = threading.Lock()
@@ -202,11 +202,6 @@ class Sender:
             self.stopped.wait(delay)  # a stop wakes it at once
             if self.stopped.is_set():
                 return outcome
-
-    def stop(self, reason: str | None = None) -> None:
-        if not self.stopped.is_set():
-            self.stop_reason = reason
-        self.stopped.set()
 
     def close(self) -> None:
         self.session.close()

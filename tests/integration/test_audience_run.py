@@ -5,14 +5,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 from pipeline.sandbox.process import SandboxProcess
-from tests.conftest import ROOT, audience_job, received_identifiers, run_cli, write_job
+from tests.conftest import ROOT, SANDBOX_CREDENTIALS, audience_job, received_identifiers, run_cli, write_job
 
 CUSTOMERS_CSV = ROOT / "sample_data" / "customers.csv"
 CUSTOMERS_PARQUET = ROOT / "sample_data" / "customers.parquet"
@@ -264,6 +267,17 @@ def test_dry_run_sends_nothing_and_estimates(tmp_path, sandbox, sandbox_env) -> 
     facts = summary(tmp_path / "out")
     assert facts["estimated_send_seconds"] == 9.0 and facts["dry_run"] is True
     assert "estimated send time" in done.stdout
+
+
+def test_a_dry_run_loads_no_http_stack(tmp_path) -> None:
+    # requests and urllib3 were 45-50 ms of every dry run's start (bench/, issue 8); a dry run never sends.
+    path = write_job(tmp_path, audience_job(tmp_path, CUSTOMERS_CSV))
+    probe = ("import sys, pipeline.cli; code = pipeline.cli.main(['run', sys.argv[1], '--dry-run']); "
+             "print(code, sorted({m.split('.')[0] for m in sys.modules} & {'requests', 'urllib3', 'pipeline'}))")
+    env = {**os.environ, **SANDBOX_CREDENTIALS, "ROKT_SANDBOX_URL": "http://127.0.0.1:9"}
+    done = subprocess.run([sys.executable, "-c", probe, str(path)], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.splitlines()[-1] == "0 ['pipeline']", done.stderr
 
 
 def test_wrong_credentials_stop_the_run_with_a_clear_message(tmp_path, sandbox, sandbox_env) -> None:

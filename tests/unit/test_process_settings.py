@@ -1,24 +1,26 @@
-"""`import pipeline` tunes polars' CSV reader and allocator through the environment. polars reads the chunk size
-per query, but jemalloc reads its setting once, when polars loads: it takes effect only if the pipeline sets it
-before anything imports polars."""
+"""`import pipeline` tunes polars' CSV reader and allocator, and numpy's OpenBLAS, through the environment. polars
+reads the chunk size per query, but jemalloc and OpenBLAS read theirs once, when they load: they take effect only
+if the pipeline sets them before anything imports polars or numpy."""
 
 import os
 import subprocess
 import sys
 
-_OURS = ("POLARS_CSV_CHUNK_SIZE", "_RJEM_MALLOC_CONF")
+_OURS = ("POLARS_CSV_CHUNK_SIZE", "_RJEM_MALLOC_CONF", "OPENBLAS_NUM_THREADS")
+_THREADS = "threads"
 
 
 def _without_ours() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in _OURS}
+    return {k: v for k, v in os.environ.items() if k not in (*_OURS, "OMP_NUM_THREADS")}
 
 
 def _settings_after_import(**preset: str) -> dict[str, str]:
     environment = _without_ours() | preset
-    shown = "; ".join(f"print(os.environ[{name!r}])" for name in _OURS)
-    lines = subprocess.run([sys.executable, "-c", f"import os, pipeline, polars; {shown}"], env=environment,
-                           capture_output=True, text=True, check=True).stdout.splitlines()
-    return dict(zip(_OURS, lines))
+    shown = "; ".join(f"print(os.environ.get({name!r}))" for name in _OURS)
+    lines = subprocess.run(
+        [sys.executable, "-c", f"import os, pipeline, polars, numpy; {shown}; print(len(os.listdir('/proc/self/task')))"],
+        env=environment, capture_output=True, text=True, check=True).stdout.splitlines()
+    return dict(zip((*_OURS, _THREADS), lines))
 
 
 def test_the_allocator_setting_is_in_place_before_polars_loads() -> None:
@@ -30,11 +32,20 @@ def test_the_allocator_setting_is_in_place_before_polars_loads() -> None:
     assert allocator.startswith("dirty_decay_ms:") and allocator.count("muzzy_decay_ms") == 2
 
 
+def test_numpy_starts_no_blas_threads() -> None:
+    # OpenBLAS reads its thread count as numpy loads: set any later, its threads would already be running.
+    settings = _settings_after_import()
+    assert settings["OPENBLAS_NUM_THREADS"] == "1"
+    assert settings[_THREADS] == _settings_after_import(OPENBLAS_NUM_THREADS="1")[_THREADS]
+
+
 def test_a_users_own_settings_win() -> None:
     settings = _settings_after_import(POLARS_CSV_CHUNK_SIZE="8388608", _RJEM_MALLOC_CONF="narenas:1")
     assert settings["POLARS_CSV_CHUNK_SIZE"] == "8388608"
     assert settings["_RJEM_MALLOC_CONF"].endswith(",narenas:1")
     assert "muzzy_decay_ms:0" not in settings["_RJEM_MALLOC_CONF"]
+    assert _settings_after_import(OPENBLAS_NUM_THREADS="2")["OPENBLAS_NUM_THREADS"] == "2"
+    assert _settings_after_import(OMP_NUM_THREADS="2")["OPENBLAS_NUM_THREADS"] == "None"  # OpenBLAS reads this too
 
 
 def test_polars_defaults_passed_on_by_a_parent_process_are_not_a_users_setting() -> None:
