@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import sys
 
 import pandas as pd
 
-BATCH_SIZE = 100_000
-EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
+from bench.rules import BATCH_SIZE, EMAIL
 
 
 def main(path: str, column: str = "Email Address") -> dict[str, int]:

@@ -21,6 +21,7 @@ class Prepared:
     summary: dict
     baseline: Child | None = None
     baseline_counts: dict | None = None
+    floor: Child | None = None  # bench/floor.py: the least a polars script can take over the same file
 
     @property
     def counts(self) -> dict[str, int]:
@@ -45,6 +46,11 @@ def baseline(rows: int, fmt: str, log=print) -> tuple[Child, dict]:
     return child, json.loads(child.stdout.strip().splitlines()[-1])
 
 
+def floor(rows: int, fmt: str, log=print) -> tuple[Child, dict]:
+    child = run_child([sys.executable, "-m", "bench.floor", str(dataset(rows, fmt, log))]).check()
+    return child, json.loads(child.stdout.strip().splitlines()[-1])
+
+
 def _best(runs: list[tuple[Child, dict]]) -> tuple[Child, dict]:
     """The fastest of repeated runs, carrying the highest peak RSS seen (noise only ever adds time)."""
     child, facts = min(runs, key=lambda run: run[0].wall)
@@ -62,6 +68,11 @@ def measure(rows: int, fmt: str, with_baseline: bool, with_pandas: bool = False,
         mismatch = {k: (result.counts[k], result.baseline_counts[k]) for k in COUNTED if result.counts[k] != result.baseline_counts[k]}
         if mismatch:
             log(f"  WARNING: pipeline and baseline disagree (pipeline, baseline): {mismatch}")
+        result.floor, floor_counts = _best([floor(rows, fmt, log) for _ in range(repeat)])
+        log(f"  bare polars script {fmt} {rows_label(rows)}: {result.floor.wall:.2f}s, peak RSS {mib(result.floor.peak_rss)} MiB")
+        if floor_counts["identifiers"] != result.counts["identifiers"]:
+            log(f"  WARNING: the bare polars script found {floor_counts['identifiers']:,} identifiers, the pipeline "
+                f"{result.counts['identifiers']:,}")
     return result
 
 
@@ -72,15 +83,19 @@ def throughput_table(results: list[Prepared]) -> str:
         rows.append([
             f"{r.fmt} {rows_label(r.rows)}", f"{r.pipeline.wall:.2f}", per_second(r.rows, r.pipeline.wall), mib(r.pipeline.peak_rss),
             f"{b.wall:.2f}" if b else None, per_second(r.rows, b.wall) if b else None, mib(b.peak_rss) if b else None,
-            f"{r.speedup:.2f}x" if b else None, f"{r.counts['identifiers']:,}",
+            f"{r.speedup:.2f}x" if b else None, f"{r.floor.wall:.2f}" if r.floor else None,
+            f"{b.wall / r.floor.wall:.2f}x" if b and r.floor else None, f"{r.counts['identifiers']:,}",
         ])
     return table(
         "1. Prepare throughput (read, validate, normalise, hash, dedupe, batch; `run --dry-run`)",
-        ["input", "pipeline s", "rows/s", "RSS MiB", "baseline s", "rows/s", "RSS MiB", "speed-up", "identifiers"],
+        ["input", "pipeline s", "rows/s", "RSS MiB", "baseline s", "rows/s", "RSS MiB", "speed-up", "bare polars s",
+         "its speed-up", "identifiers"],
         rows,
         "Wall time of the whole CLI process (interpreter start included; the fastest of --repeat runs, with the\n"
         "highest peak RSS). Baseline: pandas read + Python loop over hashlib + json.dumps per batch\n"
-        "(bench/baseline.py), run in the same session on the same file.",
+        "(bench/baseline.py), run in the same session on the same file. Bare polars: the least a polars script can do\n"
+        "with the file (bench/floor.py: one query, no config, reasons, threshold, manifest or JSON), so its speed-up\n"
+        "bounds what any polars-based tool doing this work can show.",
     )
 
 

@@ -320,6 +320,8 @@ class _FirstSeen:
 
     def __call__(self, keys: pl.DataFrame | None, positions: np.ndarray) -> pl.Series:
         """`keys` may be None only where every row is judged by the duplicate pass."""
+        if self.later_rows is not None and len(positions) and positions[0] >= self.memory_rows:
+            self._seen = SeenKeys()  # positions ascend: the keys held are never asked about again (24 MB at 2M rows)
         in_memory = positions < self.memory_rows
         if keys is not None and (self.later_rows is None or in_memory.all()):  # None: a small file (rows added
             return self._seen.first_seen(keys)  # since it was judged are an error the stream reports at its end)

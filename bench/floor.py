@@ -1,0 +1,35 @@
+"""The least a polars script can do with the file: the ceiling on any polars-based tool's ratio to the baseline.
+
+polars and polars-hash load, one streaming query reads the email column, strips whitespace, lower-cases, keeps
+what the baseline's regex accepts, hashes with SHA-256 and drops repeats; the result is cut into batches of
+100,000. No config, no reasons for rejected rows, no threshold judged before sending, no manifest, no JSON, and
+the interpreter's teardown skipped as the CLI skips it. Whatever the pipeline does beyond this costs time.
+
+    python -m bench.floor FILE [COLUMN]     # prints one JSON line of counts
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import polars as pl
+import polars_hash  # noqa: F401  (registers .chash)
+
+from bench.rules import BATCH_SIZE, EMAIL
+
+
+def main(path: str, column: str = "Email Address") -> dict[str, int]:
+    frame = pl.scan_parquet(path) if path.endswith(".parquet") else pl.scan_csv(path, infer_schema=False)
+    email = pl.col(column).str.replace_all(r"\s", "").str.to_lowercase()
+    hashed = (frame.select(email.alias("email")).filter(
+        pl.col("email").str.contains(f"^{EMAIL.pattern}$") & (pl.col("email").str.len_chars() <= 254))
+              .select(pl.col("email").chash.sha2_256()).unique(maintain_order=True).collect(engine="streaming"))
+    batches = sum(1 for _ in hashed.iter_slices(BATCH_SIZE))
+    return {"identifiers": hashed.height, "batches": batches}
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(*sys.argv[1:])), flush=True)
+    os._exit(0)
