@@ -33,6 +33,7 @@ os.environ["_RJEM_MALLOC_CONF"] = _allocator_setting(os.environ.get("_RJEM_MALLO
 # numpy's OpenBLAS starts a thread per core as numpy loads, and each spins for about 0.1 s waiting for work. The
 # pipeline never calls BLAS (numpy only sorts and searches here), and that spin came just as the stream started,
 # on cores polars was using: 0.09 CPU-s of a 1M-row dry run's 1.1. A user's own setting (or OMP_NUM_THREADS) wins.
+# Like the settings above, it holds for the whole process (numpy loaded after `import pipeline`) and its children.
 if "OMP_NUM_THREADS" not in os.environ:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 

@@ -314,24 +314,29 @@ class _FirstSeen:
 
     def __init__(self, memory_rows: int):
         self.memory_rows = memory_rows
-        self._seen = SeenKeys()
+        self._seen: SeenKeys | None = SeenKeys()
         self.later_rows: Future | None = None
         self.stop = threading.Event()  # set when the stream ends, so an unfinished duplicate pass gives up
 
     def __call__(self, keys: pl.DataFrame | None, positions: np.ndarray) -> pl.Series:
         """`keys` may be None only where every row is judged by the duplicate pass."""
-        if self.later_rows is not None and len(positions) and positions[0] >= self.memory_rows:
-            self._seen = SeenKeys()  # positions ascend: the keys held are never asked about again (24 MB at 2M rows)
+        if not len(positions):
+            return pl.Series(dtype=pl.Boolean)
+        if self.later_rows is not None and positions[0] >= self.memory_rows:
+            # Positions ascend, so no row left is judged by the keys held (24 MB at 2M rows); None, not an empty
+            # set, so that a row asked about after all fails loudly instead of passing as never seen.
+            self._seen = None
         in_memory = positions < self.memory_rows
         if keys is not None and (self.later_rows is None or in_memory.all()):  # None: a small file (rows added
-            return self._seen.first_seen(keys)  # since it was judged are an error the stream reports at its end)
+            assert self._seen is not None  # since it was judged are an error the stream reports at its end)
+            return self._seen.first_seen(keys)
         assert self.later_rows is not None
         first = np.empty(len(positions), dtype=bool)
         if in_memory.any():
-            assert keys is not None
+            assert keys is not None and self._seen is not None
             first[in_memory] = self._seen.first_seen(keys.filter(pl.Series(in_memory))).to_numpy()
         later: DuplicateRows = self.later_rows.result()
-        if len(positions) and positions[-1] >= later.rows:  # positions ascend; rows added after the pass read the file
+        if positions[-1] >= later.rows:  # positions ascend; rows added after the pass read the file
             raise source_changed(f"more than the {later.rows:,} rows judged")
         first[~in_memory] = ~later.repeated(positions[~in_memory])
         return pl.Series(first)

@@ -15,10 +15,14 @@ import polars as pl
 import pytest
 
 from pipeline.sandbox.process import SandboxProcess
-from tests.conftest import ROOT, SANDBOX_CREDENTIALS, audience_job, received_identifiers, run_cli, write_job
+from tests.conftest import (
+    ROOT, SANDBOX_CREDENTIALS, audience_job, deletion_job, partnership_job, received_identifiers, run_cli, unsubscribe_job,
+    write_job,
+)
 
 CUSTOMERS_CSV = ROOT / "sample_data" / "customers.csv"
 CUSTOMERS_PARQUET = ROOT / "sample_data" / "customers.parquet"
+UNSUBSCRIBES_CSV = ROOT / "sample_data" / "unsubscribes.csv"
 HELLO_HEX = "1753bdb368271a785887ddbfb926164f2f7c6a88f609c07ff0401c5572955206"
 
 
@@ -269,9 +273,16 @@ def test_dry_run_sends_nothing_and_estimates(tmp_path, sandbox, sandbox_env) -> 
     assert "estimated send time" in done.stdout
 
 
-def test_a_dry_run_loads_no_http_stack(tmp_path) -> None:
+@pytest.mark.parametrize("job_for", [
+    lambda tmp: audience_job(tmp, CUSTOMERS_CSV),
+    lambda tmp: deletion_job(tmp, ROOT / "sample_data" / "deletion_requests.csv"),  # OAuth: its session made lazily
+    lambda tmp: unsubscribe_job(tmp, UNSUBSCRIBES_CSV),
+    lambda tmp: partnership_job(tmp, UNSUBSCRIBES_CSV, {"email": "email"}, endpoint="network_privacy",
+                                request_type="NETWORK_OPT_OUT"),
+], ids=["audience_import", "data_deletion", "nurture_unsubscribe", "network_privacy"])
+def test_a_dry_run_loads_no_http_stack(tmp_path, job_for) -> None:
     # requests and urllib3 were 45-50 ms of every dry run's start (bench/, issue 8); a dry run never sends.
-    path = write_job(tmp_path, audience_job(tmp_path, CUSTOMERS_CSV))
+    path = write_job(tmp_path, job_for(tmp_path))
     probe = ("import sys, pipeline.cli; code = pipeline.cli.main(['run', sys.argv[1], '--dry-run']); "
              "print(code, sorted({m.split('.')[0] for m in sys.modules} & {'requests', 'urllib3', 'pipeline'}))")
     env = {**os.environ, **SANDBOX_CREDENTIALS, "ROKT_SANDBOX_URL": "http://127.0.0.1:9"}

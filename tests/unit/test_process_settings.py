@@ -37,6 +37,8 @@ def test_numpy_starts_no_blas_threads() -> None:
     settings = _settings_after_import()
     assert settings["OPENBLAS_NUM_THREADS"] == "1"
     assert settings[_THREADS] == _settings_after_import(OPENBLAS_NUM_THREADS="1")[_THREADS]
+    if (os.cpu_count() or 1) > 1:  # the count tells: with two threads allowed, OpenBLAS starts one of its own
+        assert int(settings[_THREADS]) < int(_settings_after_import(OPENBLAS_NUM_THREADS="2")[_THREADS])
 
 
 def test_a_users_own_settings_win() -> None:
