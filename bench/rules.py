@@ -1,4 +1,4 @@
-"""What the hand-written baseline and the bare polars script both apply: the batch size and the email rule."""
+"""What the hand-written baseline and its polars version (polars_by_hand.py) both apply: batch size, email rule."""
 
 import re
 

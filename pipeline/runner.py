@@ -252,7 +252,7 @@ def _send_all(
     unrecorded_noted = False
     by_status: dict[str, int] = {}
     lock = threading.Lock()
-    sender = StopSwitch() if dry_run else _sender(job, endpoint)
+    sender = StopSwitch() if dry_run else _sender(job, endpoint)  # a dry run needs only the stop switch
     # Bounded hand-off: batches are read only as fast as they are sent, so memory stays flat.
     queue_slots = threading.Semaphore(limits.concurrency * 2)
 

@@ -72,7 +72,7 @@ class _Outcome:
 
 
 class Sender(StopSwitch):
-    """Shared by every worker of a run: one session, one gate, one policy, one stop switch."""
+    """Shared by every worker of a run: one session, one gate, one policy; and the run's stop switch."""
 
     def __init__(self, session: requests.Session, gate: RequestGate, policy: RetryPolicy, timeout: float, endpoint: Endpoint,
                  retry_budget: float = float("inf")):

@@ -323,12 +323,14 @@ class _FirstSeen:
         if not len(positions):
             return pl.Series(dtype=pl.Boolean)
         if self.later_rows is not None and positions[0] >= self.memory_rows:
-            # Positions ascend, so no row left is judged by the keys held (24 MB at 2M rows); None, not an empty
-            # set, so that a row asked about after all fails loudly instead of passing as never seen.
+            # Positions ascend, so no row left is judged by the keys held (24 MB at 2M rows); None, not an
+            # empty set, so that a row asked about after all fails loudly instead of passing as never seen.
             self._seen = None
         in_memory = positions < self.memory_rows
-        if keys is not None and (self.later_rows is None or in_memory.all()):  # None: a small file (rows added
-            assert self._seen is not None  # since it was judged are an error the stream reports at its end)
+        # later_rows None: a small file (rows added since it was judged are an error the stream reports at its
+        # end).
+        if keys is not None and (self.later_rows is None or in_memory.all()):
+            assert self._seen is not None
             return self._seen.first_seen(keys)
         assert self.later_rows is not None
         first = np.empty(len(positions), dtype=bool)
