@@ -41,13 +41,9 @@ def dry_run(rows: int, fmt: str, with_pandas: bool = False, log=print) -> tuple[
     return child, run_summary(child)
 
 
-def baseline(rows: int, fmt: str, log=print) -> tuple[Child, dict]:
-    child = run_child([sys.executable, "-m", "bench.baseline", str(dataset(rows, fmt, log))]).check()
-    return child, json.loads(child.stdout.strip().splitlines()[-1])
-
-
-def polars_by_hand(rows: int, fmt: str, log=print) -> tuple[Child, dict]:
-    child = run_child([sys.executable, "-m", "bench.polars_by_hand", str(dataset(rows, fmt, log))]).check()
+def script(module: str, rows: int, fmt: str, log=print) -> tuple[Child, dict]:
+    """`python -m module FILE`, a script that prints one JSON line of counts (bench/baseline.py, polars_by_hand.py)."""
+    child = run_child([sys.executable, "-m", module, str(dataset(rows, fmt, log))]).check()
     return child, json.loads(child.stdout.strip().splitlines()[-1])
 
 
@@ -63,17 +59,21 @@ def measure(rows: int, fmt: str, with_baseline: bool, with_pandas: bool = False,
     result = Prepared(fmt, rows, child, summary)
     log(f"  pipeline --dry-run {fmt} {rows_label(rows)}: {child.wall:.2f}s, peak RSS {mib(child.peak_rss)} MiB")
     if with_baseline:
-        result.baseline, result.baseline_counts = _best([baseline(rows, fmt, log) for _ in range(repeat)])
-        log(f"  baseline           {fmt} {rows_label(rows)}: {result.baseline.wall:.2f}s, peak RSS {mib(result.baseline.peak_rss)} MiB")
+        result.baseline, result.baseline_counts = _reference("baseline", "bench.baseline", rows, fmt, log, repeat)
         mismatch = {k: (result.counts[k], result.baseline_counts[k]) for k in COUNTED if result.counts[k] != result.baseline_counts[k]}
         if mismatch:
             log(f"  WARNING: pipeline and baseline disagree (pipeline, baseline): {mismatch}")
-        result.by_hand, by_hand_counts = _best([polars_by_hand(rows, fmt, log) for _ in range(repeat)])
-        log(f"  polars by hand     {fmt} {rows_label(rows)}: {result.by_hand.wall:.2f}s, peak RSS {mib(result.by_hand.peak_rss)} MiB")
+        result.by_hand, by_hand_counts = _reference("polars by hand", "bench.polars_by_hand", rows, fmt, log, repeat)
         if by_hand_counts["identifiers"] != result.counts["identifiers"]:
             log(f"  WARNING: polars by hand found {by_hand_counts['identifiers']:,} identifiers, the pipeline "
                 f"{result.counts['identifiers']:,}")
     return result
+
+
+def _reference(label: str, module: str, rows: int, fmt: str, log, repeat: int) -> tuple[Child, dict]:
+    child, counts = _best([script(module, rows, fmt, log) for _ in range(repeat)])
+    log(f"  {label:<18} {fmt} {rows_label(rows)}: {child.wall:.2f}s, peak RSS {mib(child.peak_rss)} MiB")
+    return child, counts
 
 
 def throughput_table(results: list[Prepared]) -> str:
