@@ -23,7 +23,7 @@ from pipeline.prepare.dedupe import HI, LO, SeenKeys, key_columns
 from pipeline.prepare.duplicate_rows import DuplicateRows, find_duplicate_rows
 from pipeline.prepare.prepared import CHUNK_ROWS, DEFAULT_NORMALISERS, PreparedInput, RowPlan, safe_reason
 from pipeline.prepare.schemas import (
-    CERTAINLY_VALID_RAW, ROW_LEVEL, failing_rows, identifier_schema, preload_pandera, valid_expression,
+    CERTAINLY_VALID_RAW, ROW_LEVEL, failing_rows, valid_expression, warmed_schema,
 )
 from pipeline.rejects import RejectsWriter
 from pipeline.sources.local import FILE_INDEX, ROW_NUMBER, SourceFrame
@@ -116,8 +116,9 @@ class PreparedStream:
         )
         kept_columns = [_name(e) for e in outputs]
         flagged_columns = [FILE_INDEX, ROW_NUMBER, *validated, _RULES_PASS]
-        preload_pandera()
-        reasons = _Reasons(self.rejects, lambda: identifier_schema(validated, plan.nullable, plan.row_rules), validated)
+        # Built (pandera imported, its backends loaded) in the background: the GIL is free while polars reads.
+        schema = _in_background("pandera-schema", warmed_schema, validated, plan.nullable, plan.row_rules)
+        reasons = _Reasons(self.rejects, schema.result, validated)
         held: list[pl.DataFrame] = []
 
         first_seen = _FirstSeen(self.memory_dedupe_rows)
@@ -384,7 +385,7 @@ class _Reasons:
 
     def __init__(self, rejects: RejectsWriter, schema: Callable[[], object], validated: list[str]):
         self.rejects, self.validated = rejects, validated
-        self._schema_factory, self._schema = schema, None  # built once, on first use
+        self._schema_factory, self._schema = schema, None  # asked for once, when the first rows need reasons
         self._held: list[pl.DataFrame] = []
         self._rows = 0
 
