@@ -5,6 +5,9 @@ process), and hypothesis (≈0.07 s) for its data synthesis. The project depends
 install has none; the `bench` and `test` extras add them to .venv. This launcher hides them again from the
 pipeline's children so the figures describe the pipeline as installed. `--with-pandas` in bench/__main__.py
 skips the launcher.
+
+    python bench/_launch.py ARGS...              # python -m pipeline ARGS...
+    python bench/_launch.py -m MODULE ARGS...    # python -m MODULE ARGS... (the stack floor in polars_by_hand.py)
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import importlib.abc
 import runpy
 import sys
+from pathlib import Path
 
 
 _NOT_INSTALLED = ("pandas", "hypothesis")  # numpy is a dependency of the pipeline (its dedupe)
@@ -26,5 +30,10 @@ class _HideExtras(importlib.abc.MetaPathFinder):
 
 if __name__ == "__main__":
     sys.meta_path.insert(0, _HideExtras())
-    sys.argv = ["pipeline", *sys.argv[1:]]
-    runpy.run_module("pipeline", run_name="__main__", alter_sys=True)
+    arguments = sys.argv[1:]
+    module = "pipeline"
+    if arguments[:1] == ["-m"]:
+        module, arguments = arguments[1], arguments[2:]
+        sys.path[0] = str(Path(__file__).resolve().parent.parent)  # as `python -m` from the project's root
+    sys.argv = [module, *arguments]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)

@@ -6,7 +6,13 @@ and the result is cut into batches of 100,000. No config, no reasons for rejecte
 before sending, no manifest, no JSON; the interpreter's teardown is skipped as the CLI skips it. At 1M rows it
 shows what the pipeline's start-up and bookkeeping cost; at 10M its in-memory `unique` is what streaming avoids.
 
-    python -m bench.polars_by_hand FILE [COLUMN]     # prints one JSON line of counts
+`--with-stack` also loads what any tool on this project's stack must: pydantic (with SecretStr) and PyYAML for
+its typed config, and pandera's polars backend (which brings numpy) for the reasons of rejected rows, imported
+beside the query as the pipeline imports it. Run through bench/_launch.py, as the pipeline is, so pandera
+finds no pandas. It does nothing with them, so its time is a floor for any pipeline on this stack: one that
+loads what such a pipeline must, and does less with the data than it must.
+
+    python -m bench.polars_by_hand [--with-stack] FILE [COLUMN]     # prints one JSON line of counts
 """
 
 from __future__ import annotations
@@ -14,23 +20,36 @@ from __future__ import annotations
 import json
 import os
 import sys
-
-import polars as pl
-import polars_hash  # noqa: F401  (registers .chash)
+import threading
 
 from bench.rules import BATCH_SIZE, EMAIL
 
 
-def main(path: str, column: str = "Email Address") -> dict[str, int]:
+def main(path: str, column: str = "Email Address", with_stack: bool = False) -> dict[str, int]:
+    if with_stack:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy's idle BLAS threads, as the pipeline avoids them
+        import yaml  # noqa: F401
+        from pydantic import BaseModel, SecretStr  # noqa: F401
+
+    import polars as pl
+    import polars_hash  # noqa: F401  (registers .chash)
+
+    if with_stack:
+        stack = threading.Thread(target=lambda: __import__("pandera.polars"), name="import-pandera")
+        stack.start()
     frame = pl.scan_parquet(path) if path.endswith(".parquet") else pl.scan_csv(path, infer_schema=False)
     email = pl.col(column).str.replace_all(r"\s", "").str.to_lowercase()
     hashed = (frame.select(email.alias("email")).filter(
         pl.col("email").str.contains(f"^{EMAIL.pattern}$") & (pl.col("email").str.len_chars() <= 254))
               .select(pl.col("email").chash.sha2_256()).unique(maintain_order=True).collect(engine="streaming"))
     batches = sum(1 for _ in hashed.iter_slices(BATCH_SIZE))
+    if with_stack:
+        stack.join()
     return {"identifiers": hashed.height, "batches": batches}
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(*sys.argv[1:])), flush=True)
+    arguments = sys.argv[1:]
+    with_stack = "--with-stack" in arguments
+    print(json.dumps(main(*[a for a in arguments if a != "--with-stack"], with_stack=with_stack)), flush=True)
     os._exit(0)

@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass
 
 from bench.data import dataset
-from bench.measure import SANDBOX_ENV, Child, audience_job, mib, pipeline_argv, run_child, run_summary, write_job
+from bench.measure import LAUNCHER, SANDBOX_ENV, Child, audience_job, mib, pipeline_argv, run_child, run_summary, write_job
 from bench.table import per_second, rows_label, table
 
 COUNTED = ("rows", "rejected", "duplicates", "identifiers")
@@ -22,6 +22,7 @@ class Prepared:
     baseline: Child | None = None
     baseline_counts: dict | None = None
     by_hand: Child | None = None  # bench/polars_by_hand.py: the baseline written with polars
+    floor: Child | None = None  # the same with the stack's imports (--with-stack): the least a pipeline on it takes
 
     @property
     def counts(self) -> dict[str, int]:
@@ -33,6 +34,10 @@ class Prepared:
     def speedup(self) -> float | None:
         return self.baseline.wall / self.pipeline.wall if self.baseline else None
 
+    @property
+    def floor_speedup(self) -> float | None:
+        return self.baseline.wall / self.floor.wall if self.baseline and self.floor else None
+
 
 def dry_run(rows: int, fmt: str, with_pandas: bool = False, log=print) -> tuple[Child, dict]:
     source = dataset(rows, fmt, log)
@@ -41,9 +46,12 @@ def dry_run(rows: int, fmt: str, with_pandas: bool = False, log=print) -> tuple[
     return child, run_summary(child)
 
 
-def script(module: str, rows: int, fmt: str, log=print) -> tuple[Child, dict]:
-    """`python -m module FILE`, a script that prints one JSON line of counts (bench/baseline.py, polars_by_hand.py)."""
-    child = run_child([sys.executable, "-m", module, str(dataset(rows, fmt, log))]).check()
+def script(module: str, rows: int, fmt: str, log=print, options: tuple[str, ...] = (),
+           as_pipeline_is: bool = False) -> tuple[Child, dict]:
+    """`python -m module [OPTIONS] FILE`, a script that prints one JSON line of counts (bench/baseline.py,
+    polars_by_hand.py); `as_pipeline_is`: through the launcher that hides pandas, as the pipeline is run."""
+    python = [sys.executable, str(LAUNCHER)] if as_pipeline_is else [sys.executable]
+    child = run_child([*python, "-m", module, *options, str(dataset(rows, fmt, log))]).check()
     return child, json.loads(child.stdout.strip().splitlines()[-1])
 
 
@@ -63,15 +71,22 @@ def measure(rows: int, fmt: str, with_baseline: bool, with_pandas: bool = False,
         mismatch = {k: (result.counts[k], result.baseline_counts[k]) for k in COUNTED if result.counts[k] != result.baseline_counts[k]}
         if mismatch:
             log(f"  WARNING: pipeline and baseline disagree (pipeline, baseline): {mismatch}")
-        result.by_hand, by_hand_counts = _reference("polars by hand", "bench.polars_by_hand", rows, fmt, log, repeat)
-        if by_hand_counts["identifiers"] != result.counts["identifiers"]:
-            log(f"  WARNING: polars by hand found {by_hand_counts['identifiers']:,} identifiers, the pipeline "
-                f"{result.counts['identifiers']:,}")
+        result.by_hand = _by_hand(result, "polars by hand", (), False, log, repeat)
+        # pandas hidden as it is from the pipeline, so the floor loads what the pipeline does
+        result.floor = _by_hand(result, "+ stack imports", ("--with-stack",), not with_pandas, log, repeat)
     return result
 
 
-def _reference(label: str, module: str, rows: int, fmt: str, log, repeat: int) -> tuple[Child, dict]:
-    child, counts = _best([script(module, rows, fmt, log) for _ in range(repeat)])
+def _by_hand(result: Prepared, label: str, options: tuple[str, ...], as_pipeline_is: bool, log, repeat: int) -> Child:
+    child, counts = _reference(label, "bench.polars_by_hand", result.rows, result.fmt, log, repeat, options, as_pipeline_is)
+    if counts["identifiers"] != result.counts["identifiers"]:
+        log(f"  WARNING: {label} found {counts['identifiers']:,} identifiers, the pipeline {result.counts['identifiers']:,}")
+    return child
+
+
+def _reference(label: str, module: str, rows: int, fmt: str, log, repeat: int, options: tuple[str, ...] = (),
+               as_pipeline_is: bool = False) -> tuple[Child, dict]:
+    child, counts = _best([script(module, rows, fmt, log, options, as_pipeline_is) for _ in range(repeat)])
     log(f"  {label:<18} {fmt} {rows_label(rows)}: {child.wall:.2f}s, peak RSS {mib(child.peak_rss)} MiB")
     return child, counts
 
@@ -84,18 +99,21 @@ def throughput_table(results: list[Prepared]) -> str:
             f"{r.fmt} {rows_label(r.rows)}", f"{r.pipeline.wall:.2f}", per_second(r.rows, r.pipeline.wall), mib(r.pipeline.peak_rss),
             f"{b.wall:.2f}" if b else None, per_second(r.rows, b.wall) if b else None, mib(b.peak_rss) if b else None,
             f"{r.speedup:.2f}x" if b else None, f"{r.by_hand.wall:.2f}" if r.by_hand else None,
-            f"{b.wall / r.by_hand.wall:.2f}x" if b and r.by_hand else None, f"{r.counts['identifiers']:,}",
+            f"{b.wall / r.by_hand.wall:.2f}x" if b and r.by_hand else None, f"{r.floor.wall:.2f}" if r.floor else None,
+            f"{r.floor_speedup:.2f}x" if r.floor_speedup else None, f"{r.counts['identifiers']:,}",
         ])
     return table(
         "1. Prepare throughput (read, validate, normalise, hash, dedupe, batch; `run --dry-run`)",
         ["input", "pipeline s", "rows/s", "RSS MiB", "baseline s", "rows/s", "RSS MiB", "speed-up", "polars by hand s",
-         "its speed-up", "identifiers"],
+         "its speed-up", "+ stack imports s", "its speed-up", "identifiers"],
         rows,
         "Wall time of the whole CLI process (interpreter start included; the fastest of --repeat runs, with the\n"
         "highest peak RSS). Baseline: pandas read + Python loop over hashlib + json.dumps per batch\n"
         "(bench/baseline.py), run in the same session on the same file. Polars by hand: the baseline written with\n"
         "polars (bench/polars_by_hand.py: one query and an in-memory unique; no config, reasons, threshold, manifest\n"
-        "or JSON), to tell the pipeline's start-up and bookkeeping from the data path.",
+        "or JSON), to tell the pipeline's start-up and bookkeeping from the data path. + stack imports: the same\n"
+        "script also loading pydantic, PyYAML and pandera (with numpy), as any pipeline on this stack must for its\n"
+        "config and its reasons (--with-stack): a floor for such a pipeline, which must also do all it skips.",
     )
 
 
