@@ -22,7 +22,7 @@ class Prepared:
     baseline: Child | None = None
     baseline_counts: dict | None = None
     by_hand: Child | None = None  # bench/polars_by_hand.py: the baseline written with polars
-    floor: Child | None = None  # the same with the stack's imports (--with-stack): the least a pipeline on it takes
+    floor: Child | None = None  # the same with the stack's imports (--with-stack): a floor for a pipeline on it
 
     @property
     def counts(self) -> dict[str, int]:

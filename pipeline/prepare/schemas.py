@@ -27,7 +27,6 @@ def _pandera():  # noqa: ANN202
     return pandera.polars
 
 
-
 _CONTROL = r"[\x00-\x1f\x7f]"
 _EMAIL = r"^[^@\x00-\x1f\x7f]+@[^@\x00-\x1f\x7f.]+(\.[^@\x00-\x1f\x7f.]+)+$"
 MAX_EMAIL_LENGTH = 254
