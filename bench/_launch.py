@@ -33,6 +33,8 @@ if __name__ == "__main__":
     arguments = sys.argv[1:]
     module = "pipeline"
     if arguments[:1] == ["-m"]:
+        if len(arguments) < 2:
+            raise SystemExit("usage: python bench/_launch.py -m MODULE ARGS...")
         module, arguments = arguments[1], arguments[2:]
         sys.path[0] = str(Path(__file__).resolve().parent.parent)  # as `python -m` from the project's root
     sys.argv = [module, *arguments]

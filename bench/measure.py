@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import compileall
+import functools
 import os
 import signal
 import subprocess
@@ -41,8 +43,24 @@ class Child:
         return self
 
 
+@functools.cache
+def byte_compile() -> None:
+    """Write the bytecode of pipeline/ and bench/, as pip does when it installs a wheel (once per process).
+
+    The project is installed editable, so its modules are compiled on first import and cached in __pycache__,
+    unless the environment forbids writing it (PYTHONDONTWRITEBYTECODE, set on this machine): then every
+    measured process compiled the pipeline's 40-odd modules again, about 30 ms that no installed copy pays
+    (1M-row CSV dry run, ten alternated runs each: 0.665 s median without the cache, 0.635 s with it). Python
+    compiles a module again in memory whenever its source's timestamp or size no longer match the cache.
+    """
+    for package in ("pipeline", "bench"):
+        if not compileall.compile_dir(ROOT / package, quiet=1):
+            raise SystemExit(f"cannot byte-compile {package}/")
+
+
 def run_child(argv: list[str], env: dict[str, str] | None = None, timeout: float = 900) -> Child:
     """Run argv to completion through bench/_spawn.py, which reports the command's own peak RSS."""
+    byte_compile()
     RUNS_DIR.mkdir(parents=True, exist_ok=True)
     out_path, err_path, result_path = RUNS_DIR / ".stdout", RUNS_DIR / ".stderr", RUNS_DIR / ".rusage"
     result_path.unlink(missing_ok=True)
