@@ -8,7 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.prepare.normalise import normalise_email, normalise_token, strip_hash
-from pipeline.prepare.schemas import CERTAINLY_VALID_RAW, failing_rows, row_rule, valid_expression
+from pipeline.prepare.schemas import (
+    CERTAINLY_VALID_RAW, failing_rows, identifier_schema, row_rule, valid_expression, warmed_schema,
+)
 
 values = st.one_of(
     st.none(),
@@ -42,6 +44,20 @@ def test_multi_column_rows_with_row_rules(rows) -> None:
         row_rule(pl.any_horizontal([pl.col(c).is_not_null() for c in ("email", "phone", "sha256")]), "empty"),
     ]
     agree(frame, ["request_type", "email", "phone", "sha256"], nullable=True, rules=rules)
+
+
+def test_the_warmed_schema_names_the_same_reasons() -> None:
+    """The stream validates with a schema that has already seen a frame of no rows; that must change nothing."""
+    roles = ["request_type", "email", "phone", "sha256"]
+    frame = pl.DataFrame([("NETWORK_OPT_OUT", "a@b.co", None, None), ("NETWORK_OPT_OUT", None, None, "F" * 64),
+                          (None, "not an email", "+1", None), ("SOMETHING", None, None, None)],
+                         schema={c: pl.String for c in roles}, orient="row")
+    rules = [row_rule(pl.col("request_type").is_not_null(), "missing request type"),
+             row_rule(~((pl.col("request_type") == "NETWORK_OPT_OUT") & pl.col("sha256").is_not_null()), "hash on an opt-out")]
+    plain = failing_rows(frame, roles, schema=identifier_schema(roles, True, rules))
+    warmed = failing_rows(frame, roles, schema=warmed_schema(roles, True, rules))
+    assert warmed.to_dicts() == plain.to_dicts()
+    assert set(plain["position"].to_list()) == {1, 2, 3}
 
 
 raw_emails = st.one_of(
