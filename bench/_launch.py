@@ -6,8 +6,7 @@ install has none; the `bench` and `test` extras add them to .venv. This launcher
 pipeline's children so the figures describe the pipeline as installed. `--with-pandas` in bench/__main__.py
 skips the launcher.
 
-    python bench/_launch.py ARGS...              # python -m pipeline ARGS...
-    python bench/_launch.py -m MODULE ARGS...    # python -m MODULE ARGS... (the stack floor in polars_by_hand.py)
+    python bench/_launch.py -m MODULE ARGS...    # python -m MODULE ARGS..., from the project's root
 """
 
 from __future__ import annotations
@@ -30,12 +29,9 @@ class _HideExtras(importlib.abc.MetaPathFinder):
 
 if __name__ == "__main__":
     sys.meta_path.insert(0, _HideExtras())
-    arguments = sys.argv[1:]
-    module = "pipeline"
-    if arguments[:1] == ["-m"]:
-        if len(arguments) < 2:
-            raise SystemExit("usage: python bench/_launch.py -m MODULE ARGS...")
-        module, arguments = arguments[1], arguments[2:]
-        sys.path[0] = str(Path(__file__).resolve().parent.parent)  # as `python -m` from the project's root
+    if sys.argv[1:2] != ["-m"] or len(sys.argv) < 3:
+        raise SystemExit("usage: python bench/_launch.py -m MODULE ARGS...")
+    module, arguments = sys.argv[2], sys.argv[3:]
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)  # as `python -m` from the project's root
     sys.argv = [module, *arguments]
     runpy.run_module(module, run_name="__main__", alter_sys=True)

@@ -82,11 +82,15 @@ def run_child(argv: list[str], env: dict[str, str] | None = None, timeout: float
     return Child(argv, int(code), float(wall), int(max_rss_kib) * 1024, started_wall, stdout, stderr)
 
 
+def module_argv(module: str, *args: str, hide_extras: bool = True) -> list[str]:
+    """`python -m MODULE ARGS`, through the launcher that hides pandas and hypothesis (see _launch.py) unless not
+    `hide_extras`."""
+    return [sys.executable, *([str(LAUNCHER)] if hide_extras else []), "-m", module, *args]
+
+
 def pipeline_argv(*args: str, with_pandas: bool = False) -> list[str]:
-    """`python -m pipeline ARGS`, through the launcher that hides pandas and hypothesis (see _launch.py)."""
-    if with_pandas:
-        return [sys.executable, "-m", "pipeline", *args]
-    return [sys.executable, str(LAUNCHER), *args]
+    """`python -m pipeline ARGS`, as installed: pandas and hypothesis hidden unless `with_pandas`."""
+    return module_argv("pipeline", *args, hide_extras=not with_pandas)
 
 
 def write_job(name: str, job: dict[str, Any]) -> Path:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 
 from bench.data import dataset
-from bench.measure import LAUNCHER, SANDBOX_ENV, Child, audience_job, mib, pipeline_argv, run_child, run_summary, write_job
+from bench.measure import (
+    SANDBOX_ENV, Child, audience_job, mib, module_argv, pipeline_argv, run_child, run_summary, write_job,
+)
 from bench.table import per_second, rows_label, table
 
 COUNTED = ("rows", "rejected", "duplicates", "identifiers")
@@ -35,11 +36,11 @@ class Prepared:
 
     @property
     def speedup(self) -> float | None:
-        return self.baseline.wall / self.pipeline.wall if self.baseline else None
+        return self.speedup_of(self.pipeline)
 
-    @property
-    def floor_speedup(self) -> float | None:
-        return self.baseline.wall / self.floor.wall if self.baseline and self.floor else None
+    def speedup_of(self, child: Child | None) -> float | None:
+        """The baseline's wall time over `child`'s (None where either was not run)."""
+        return self.baseline.wall / child.wall if self.baseline and child else None
 
 
 def dry_run(rows: int, fmt: str, with_pandas: bool = False, log=print) -> tuple[Child, dict]:
@@ -54,8 +55,7 @@ def script(module: str, rows: int, fmt: str, log=print, options: tuple[str, ...]
     """`python -m module [OPTIONS] FILE`, a script that prints one JSON line of counts (bench/baseline.py,
     polars_by_hand.py); `hide_extras`: through the launcher that hides pandas, as the pipeline is run unless
     --with-pandas."""
-    python = [sys.executable, str(LAUNCHER)] if hide_extras else [sys.executable]
-    child = run_child([*python, "-m", module, *options, str(dataset(rows, fmt, log))]).check()
+    child = run_child(module_argv(module, *options, str(dataset(rows, fmt, log)), hide_extras=hide_extras)).check()
     return child, json.loads(child.stdout.strip().splitlines()[-1])
 
 
@@ -95,6 +95,10 @@ def _reference(label: str, module: str, rows: int, fmt: str, log, repeat: int, o
     return child, counts
 
 
+def _times(ratio: float | None) -> str | None:
+    return f"{ratio:.2f}x" if ratio is not None else None
+
+
 def throughput_table(results: list[Prepared]) -> str:
     rows = []
     for r in results:
@@ -102,9 +106,8 @@ def throughput_table(results: list[Prepared]) -> str:
         rows.append([
             f"{r.fmt} {rows_label(r.rows)}", f"{r.pipeline.wall:.2f}", per_second(r.rows, r.pipeline.wall), mib(r.pipeline.peak_rss),
             f"{b.wall:.2f}" if b else None, per_second(r.rows, b.wall) if b else None, mib(b.peak_rss) if b else None,
-            f"{r.speedup:.2f}x" if b else None, f"{r.by_hand.wall:.2f}" if r.by_hand else None,
-            f"{b.wall / r.by_hand.wall:.2f}x" if b and r.by_hand else None, f"{r.floor.wall:.2f}" if r.floor else None,
-            f"{r.floor_speedup:.2f}x" if r.floor_speedup else None, f"{r.counts['identifiers']:,}",
+            _times(r.speedup), f"{r.by_hand.wall:.2f}" if r.by_hand else None, _times(r.speedup_of(r.by_hand)),
+            f"{r.floor.wall:.2f}" if r.floor else None, _times(r.speedup_of(r.floor)), f"{r.counts['identifiers']:,}",
         ])
     return table(
         "1. Prepare throughput (read, validate, normalise, hash, dedupe, batch; `run --dry-run`)",

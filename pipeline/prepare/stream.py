@@ -328,8 +328,7 @@ class _FirstSeen:
             # empty set, so that a row asked about after all fails loudly instead of passing as never seen.
             self._seen = None
         in_memory = positions < self.memory_rows
-        # later_rows None: a small file (rows added since it was judged are an error the stream reports at its
-        # end).
+        # later_rows None: a small file (rows added since it was judged are an error the stream reports at its end)
         if keys is not None and (self.later_rows is None or in_memory.all()):
             assert self._seen is not None
             return self._seen.first_seen(keys)
