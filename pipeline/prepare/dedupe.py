@@ -5,18 +5,19 @@ the second, `lo` (UInt32), computed by polars-hash inside the streaming query. T
 share a key with probability about n²/2^97 (10^-15 at ten million rows); even then the only harm is that the
 second is not sent, and nothing else is ever dropped.
 
-The stream holds the keys of a file's first rows only (`stream.MEMORY_DEDUPE_ROWS`, 2M: 24 MB); the later rows of a
-larger file are judged by the duplicate pass on disk (`duplicate_rows.py`), keyed the same way (for a lone email,
-on the normalised address rather than its hash: one-to-one with it), two partitions at a time.
+The stream holds the keys of a file's first rows only (`stream.MEMORY_DEDUPE_ROWS`, 2M: 24 MB and the
+filter); the later rows of a larger file are judged by the duplicate pass on disk (`duplicate_rows.py`), keyed
+the same way (for a lone email, on the normalised address rather than its hash: one-to-one with it), two
+partitions at a time.
 
-The seen keys live in 64 buckets chosen by the top bits of `hi`, each a pair of arrays sorted by `hi`.
-A chunk is sorted once, each bucket is probed by binary search and grows by merging in its new keys, so
-the work per chunk is a few vectorised numpy calls per bucket, and the transient copy is one bucket, never
-the whole state. Every chunk touches every bucket, so the work per chunk grows with the state: 0.09 s in all
-at 1M identifiers, 1.5 s at 10M, 9.5 s at 30M (250,000-row chunks). Log-structured runs per bucket (n log n
-copying) measured slower, 2.2 s and 9.9 s: the binary searches into arrays larger than the cache cost more
-than the copying, and each run is one more search per key. Smaller chunks cost more (2.8 s at 10M with
-100,000-row chunks): the state is copied once per chunk, and fewer keys per search share fewer cache lines.
+The seen keys are kept as the runs the chunks left, each sorted by `hi` (a chunk is sorted anyway, to find its
+own repeats), behind a filter of one bit per slot, the slot chosen by the top 25 bits of `hi` (4 MiB). A key
+whose bit is clear was never seen; only the others (the chunk's repeats of earlier rows, and 3% of the rest
+with 1M keys held) are looked up, by binary search in each run. So most keys are never searched for, and the
+state is not copied chunk by chunk: 0.05 s in all at 1M keys and 0.10 s at 2M (`python -m bench.dedupe`),
+against 0.09 and 0.19 s for the design before, which kept 64 sorted buckets and merged each chunk into all of
+them. Runs are merged 16 at a time, so tiny chunks (a folder of small files) cannot make a lookup search
+thousands of runs; at the stream's chunk size, its 2M keys are 16 runs, never merged.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ import polars as pl
 import polars_hash  # noqa: F401  (registers the .nchash namespace)
 
 HI, LO = "__key_hi", "__key_lo"
-_BUCKET_BITS = 6
-_BUCKETS = 1 << _BUCKET_BITS
+_FILTER_BITS = 25
+_RUNS_MERGED = 16
 
 
 def key_columns(wire: pl.Expr, seeds: tuple[int, ...]) -> list[pl.Expr]:
@@ -39,9 +40,10 @@ def key_columns(wire: pl.Expr, seeds: tuple[int, ...]) -> list[pl.Expr]:
 
 
 class SeenKeys:
-    def __init__(self) -> None:
-        self._hi = [np.empty(0, dtype=np.uint64) for _ in range(_BUCKETS)]
-        self._lo = [np.empty(0, dtype=np.uint32) for _ in range(_BUCKETS)]
+    def __init__(self, filter_bits: int = _FILTER_BITS) -> None:
+        self._filter = np.zeros(1 << (filter_bits - 6), dtype=np.uint64)  # 64 slots a word
+        self._slot_shift = np.uint64(64 - filter_bits)
+        self._runs: list[tuple[int, np.ndarray, np.ndarray]] = []  # (generation, hi sorted, lo)
 
     def first_seen(self, keys: pl.DataFrame) -> pl.Series:
         """True for each row whose key was seen neither earlier in `keys` nor in any earlier call."""
@@ -51,33 +53,49 @@ class SeenKeys:
         hi, lo = hi[order], lo[order]
         fresh = np.ones(len(hi), dtype=bool)
         fresh[1:] = (hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])  # the first of equal keys is the earliest row
-        bounds = np.searchsorted(hi >> np.uint64(64 - _BUCKET_BITS), np.arange(_BUCKETS + 1, dtype=np.uint64))
-        for bucket in np.flatnonzero(bounds[1:] > bounds[:-1]):
-            start, stop = bounds[bucket], bounds[bucket + 1]
-            found, where = self._probe(bucket, hi[start:stop], lo[start:stop])
-            new = fresh[start:stop] & ~found
-            fresh[start:stop] = new
-            if new.any():
-                self._hi[bucket] = np.insert(self._hi[bucket], where[new], hi[start:stop][new])
-                self._lo[bucket] = np.insert(self._lo[bucket], where[new], lo[start:stop][new])
+        slot = hi >> self._slot_shift
+        word, bit = slot >> np.uint64(6), np.left_shift(np.uint64(1), slot & np.uint64(63))
+        maybe_seen = np.flatnonzero(fresh & ((self._filter[word] & bit) != 0))
+        if len(maybe_seen):
+            fresh[maybe_seen[self._held(hi[maybe_seen], lo[maybe_seen])]] = False
+        np.bitwise_or.at(self._filter, word[fresh], bit[fresh])
+        if fresh.any():
+            self._add_run(hi[fresh], lo[fresh])
         in_file_order = np.empty_like(fresh)
         in_file_order[order] = fresh
         return pl.Series(in_file_order)
 
-    def _probe(self, bucket: int, hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Which keys the bucket holds, and where each key would be inserted to keep it sorted."""
-        seen_hi, seen_lo = self._hi[bucket], self._lo[bucket]
-        first = np.searchsorted(seen_hi, hi, side="left")
-        if not len(seen_hi):
-            return np.zeros(len(hi), dtype=bool), first
-        at = np.minimum(first, len(seen_hi) - 1)
-        same_hi = seen_hi[at] == hi
-        found = same_hi & (seen_lo[at] == lo)
-        # Keys that share a hi (different identifiers, about once in 2^64) sit side by side: check them all.
-        for row in np.flatnonzero(same_hi & ~found):
-            last = np.searchsorted(seen_hi, hi[row], side="right")
-            found[row] = bool((seen_lo[first[row]:last] == lo[row]).any())
-        return found, first
+    def _held(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+        """Which of the keys (sorted by hi) any run holds."""
+        found = np.zeros(len(hi), dtype=bool)
+        for _, run_hi, run_lo in self._runs:
+            found |= _in_run(run_hi, run_lo, hi, lo)
+        return found
+
+    def _add_run(self, hi: np.ndarray, lo: np.ndarray) -> None:
+        """Appends a run, first merging any _RUNS_MERGED runs of one generation into one of the next (a counter in
+        base 16, each run a digit), so there are never more than 16 runs a generation."""
+        runs = self._runs
+        while len(runs) >= _RUNS_MERGED and len({generation for generation, _, _ in runs[-_RUNS_MERGED:]}) == 1:
+            merged, runs[-_RUNS_MERGED:] = runs[-_RUNS_MERGED:], []
+            all_hi = np.concatenate([run_hi for _, run_hi, _ in merged])
+            all_lo = np.concatenate([run_lo for _, _, run_lo in merged])
+            by_hi = np.argsort(all_hi)  # keys that share a hi end up side by side, as _in_run needs
+            runs.append((merged[0][0] + 1, all_hi[by_hi], all_lo[by_hi]))
+        runs.append((0, hi, lo))
+
+
+def _in_run(run_hi: np.ndarray, run_lo: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """Which keys the run holds (`run_hi` sorted; keys that share a hi side by side)."""
+    first = np.searchsorted(run_hi, hi, side="left")
+    at = np.minimum(first, len(run_hi) - 1)
+    same_hi = run_hi[at] == hi
+    found = same_hi & (run_lo[at] == lo)
+    # Keys that share a hi (different identifiers, about once in 2^64) sit side by side: check them all.
+    for row in np.flatnonzero(same_hi & ~found):
+        last = np.searchsorted(run_hi, hi[row], side="right")
+        found[row] = bool((run_lo[first[row]:last] == lo[row]).any())
+    return found
 
 
 def _file_order_within_keys(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
