@@ -29,7 +29,7 @@ import polars_hash  # noqa: F401  (registers the .nchash namespace)
 
 HI, LO = "__key_hi", "__key_lo"
 _FILTER_BITS = 25
-_RUNS_MERGED = 16
+_RUNS_PER_MERGE = 16
 
 
 def key_columns(wire: pl.Expr, seeds: tuple[int, ...]) -> list[pl.Expr]:
@@ -42,9 +42,15 @@ def key_columns(wire: pl.Expr, seeds: tuple[int, ...]) -> list[pl.Expr]:
 
 class SeenKeys:
     def __init__(self, filter_bits: int = _FILTER_BITS) -> None:
-        self._filter = np.zeros(1 << (filter_bits - 6), dtype=np.uint64)  # 64 slots a word
+        assert 6 <= filter_bits <= 64, filter_bits  # a slot is chosen by hi's top bits, 64 slots to a word
+        self._filter = np.zeros(1 << (filter_bits - 6), dtype=np.uint64)
         self._slot_shift = np.uint64(64 - filter_bits)
         self._runs: list[tuple[int, np.ndarray, np.ndarray]] = []  # (generation, hi sorted, lo)
+
+    @property
+    def nbytes(self) -> int:
+        """The state's size: the filter and every run."""
+        return self._filter.nbytes + sum(run_hi.nbytes + run_lo.nbytes for _, run_hi, run_lo in self._runs)
 
     def first_seen(self, keys: pl.DataFrame) -> pl.Series:
         """True for each row whose key was seen neither earlier in `keys` nor in any earlier call."""
@@ -67,32 +73,34 @@ class SeenKeys:
         return pl.Series(in_file_order)
 
     def _held(self, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-        """Which of the keys (sorted by hi) any run holds."""
+        """Which of the keys any run holds."""
         found = np.zeros(len(hi), dtype=bool)
         for _, run_hi, run_lo in self._runs:
             found |= _in_run(run_hi, run_lo, hi, lo)
         return found
 
     def _add_run(self, hi: np.ndarray, lo: np.ndarray) -> None:
-        """Appends a run, first merging any _RUNS_MERGED runs of one generation into one of the next (a counter in
-        base 16, each run a digit), so there are never more than 16 runs a generation."""
+        """Appends a run (never empty), first merging the newest _RUNS_PER_MERGE runs into one of the next generation
+        while they are all of one generation: no generation has more than 16 runs, and a generation's runs are 16
+        times the size of the one's before."""
         runs = self._runs
-        while len(runs) >= _RUNS_MERGED and len({generation for generation, _, _ in runs[-_RUNS_MERGED:]}) == 1:
-            merged, runs[-_RUNS_MERGED:] = runs[-_RUNS_MERGED:], []
+        while len(runs) >= _RUNS_PER_MERGE and len({generation for generation, _, _ in runs[-_RUNS_PER_MERGE:]}) == 1:
+            merged, runs[-_RUNS_PER_MERGE:] = runs[-_RUNS_PER_MERGE:], []
             all_hi = np.concatenate([run_hi for _, run_hi, _ in merged])
             all_lo = np.concatenate([run_lo for _, _, run_lo in merged])
-            by_hi = np.argsort(all_hi)  # keys that share a hi end up side by side, as _in_run needs
+            by_hi = np.argsort(all_hi)  # keys that share a hi end up side by side (lo in any order): _in_run needs that
             runs.append((merged[0][0] + 1, all_hi[by_hi], all_lo[by_hi]))
         runs.append((0, hi, lo))
 
 
 def _in_run(run_hi: np.ndarray, run_lo: np.ndarray, hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
-    """Which keys the run holds (`run_hi` sorted; keys that share a hi side by side)."""
+    """Which keys the run holds (a run is never empty; `run_hi` sorted, so keys that share a hi sit side by side)."""
     first = np.searchsorted(run_hi, hi, side="left")
     at = np.minimum(first, len(run_hi) - 1)
     same_hi = run_hi[at] == hi
     found = same_hi & (run_lo[at] == lo)
-    # Keys that share a hi (different identifiers, about once in 2^64) sit side by side: check them all.
+    # Keys that share a hi (different identifiers, about once in 2^64) sit side by side, their lo in any order
+    # once runs are merged: check them all.
     for row in np.flatnonzero(same_hi & ~found):
         last = np.searchsorted(run_hi, hi[row], side="right")
         found[row] = bool((run_lo[first[row]:last] == lo[row]).any())

@@ -1,11 +1,11 @@
 """Which rows repeat an earlier row's identifier: one pass over the whole source, in memory that does not grow with it.
 
-The stream deduplicates its first rows in memory (`SeenKeys`, 12 bytes a key) and asks this pass about the rest,
-so a file of any size needs no more than that prefix's keys in memory. Every keyed row's key and position go to
-one of 8 to 256 partition files by the top bits of its key, in file order; each partition is then small enough to
-deduplicate in memory on its own, and the positions of the rows that are not first go into a bitmap of one bit
-per row. At 10M rows: 64 partitions of about 3 MB, two at a time, and a 1.2 MB bitmap, against 111 MiB of keys
-held for the whole run before; on disk, 20 bytes per keyed row in the run's temporary folder, each partition
+The stream deduplicates its first rows in memory (`SeenKeys`, 12 bytes a key and a 4 MiB filter) and asks this pass
+about the rest, so a file of any size needs no more than that prefix's keys in memory. Every keyed row's key and
+position go to one of 8 to 256 partition files by the top bits of its key, in file order; each partition is then
+small enough to deduplicate in memory on its own, and the positions of the rows that are not first go into a bitmap
+of one bit per row. At 10M rows: 64 partitions of about 3 MB, two at a time, and a 1.2 MB bitmap, against 111 MiB of
+keys held for the whole run before; on disk, 20 bytes per keyed row in the run's temporary folder, each partition
 deleted as soon as it is read.
 """
 
