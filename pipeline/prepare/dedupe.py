@@ -81,8 +81,8 @@ class SeenKeys:
 
     def _add_run(self, hi: np.ndarray, lo: np.ndarray) -> None:
         """Appends a run (never empty), first merging the newest _RUNS_PER_MERGE runs into one of the next generation
-        while they are all of one generation: no generation has more than 16 runs, and a generation's runs are 16
-        times the size of the one's before."""
+        while they are all of one generation: no generation has more than 16 runs, and each run of a generation holds
+        the keys of 16 runs of the generation before."""
         runs = self._runs
         while len(runs) >= _RUNS_PER_MERGE and len({generation for generation, _, _ in runs[-_RUNS_PER_MERGE:]}) == 1:
             merged, runs[-_RUNS_PER_MERGE:] = runs[-_RUNS_PER_MERGE:], []

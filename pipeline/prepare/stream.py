@@ -41,9 +41,10 @@ WINDOW_ROWS = 1_000_000
 # (30M-row CSV dry run: 14.1 s and 586 MiB; windows all the way 17.4 s and 541 MiB; before windows 13.6 s and
 # 1,008 MiB).
 WINDOWED_ROWS = 10_000_000
-# Rows deduplicated in memory (12 bytes a key and a 4 MiB filter, 28 MB at most); a larger file's later rows are judged by the duplicate
-# pass on disk, which runs while these rows' batches are sent: 2M rows are 5 s of sending at the audience API's
-# rate, time enough for the pass over 10M rows (with 1M, the end-to-end run waited for it: 1.11x the floor).
+# Rows deduplicated in memory (12 bytes a key and a 4 MiB filter, 28 MB at most); a larger file's later rows are
+# judged by the duplicate pass on disk, which runs while these rows' batches are sent: 2M rows are 5 s of sending at
+# the audience API's rate, time enough for the pass over 10M rows (with 1M, the end-to-end run waited for it: 1.11x
+# the floor).
 MEMORY_DEDUPE_ROWS = 2_000_000
 
 

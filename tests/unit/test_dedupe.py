@@ -49,8 +49,8 @@ def test_exactly_the_first_row_of_each_key_is_fresh(rows, chunk_sizes, filter_bi
 
 
 def test_keys_that_share_a_hi_are_found_in_merged_runs() -> None:
-    """2,000 rows of about 600 keys on 20 hi values, in chunks of 1 to 3 rows: runs of three generations, each hi shared
-    by up to 30 keys whose lo a merge leaves in any order."""
+    """2,000 rows of about 600 keys on 20 hi values, in chunks of 1 to 3 rows: runs of three generations, each hi
+    shared by up to 30 keys whose lo a merge leaves in any order."""
     rng = np.random.default_rng(4)
     his = rng.integers(0, 2**64, 20, dtype=np.uint64, endpoint=False)
     rows = [(int(his[h]), int(lo)) for h, lo in zip(rng.integers(0, 20, 2000), rng.integers(0, 30, 2000))]
