@@ -18,10 +18,11 @@ with the data. Not at 10M, where its in-memory `unique` costs more than the pipe
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
-import threading
+from concurrent.futures import ThreadPoolExecutor
 
 from bench.rules import BATCH_SIZE, EMAIL
 
@@ -35,27 +36,16 @@ def main(path: str, column: str = "Email Address", with_stack: bool = False) -> 
     import polars as pl
     import polars_hash  # noqa: F401  (registers .chash)
 
-    if with_stack:
-        failed: list[BaseException] = []
-
-        def import_pandera() -> None:
-            try:
-                import pandera.polars  # noqa: F401
-            except BaseException as exc:  # noqa: BLE001  (raised below: a floor without pandera would be too low)
-                failed.append(exc)
-
-        stack = threading.Thread(target=import_pandera, name="import-pandera")
-        stack.start()
+    # Beside the query, as the pipeline imports it.
+    pandera = ThreadPoolExecutor(1).submit(importlib.import_module, "pandera.polars") if with_stack else None
     frame = pl.scan_parquet(path) if path.endswith(".parquet") else pl.scan_csv(path, infer_schema=False)
     email = pl.col(column).str.replace_all(r"\s", "").str.to_lowercase()
     hashed = (frame.select(email.alias("email")).filter(
         pl.col("email").str.contains(f"^{EMAIL.pattern}$") & (pl.col("email").str.len_chars() <= 254))
               .select(pl.col("email").chash.sha2_256()).unique(maintain_order=True).collect(engine="streaming"))
     batches = sum(1 for _ in hashed.iter_slices(BATCH_SIZE))
-    if with_stack:
-        stack.join()
-        if failed:
-            raise failed[0]
+    if pandera is not None:
+        pandera.result()  # its failure raised: a floor without pandera would be too low
     return {"identifiers": hashed.height, "batches": batches}
 
 
