@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup demo test bench lint clean
+.PHONY: help setup demo test mutants bench lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -22,6 +22,9 @@ demo: $(STAMP)  ## start the local sandbox, run configs/demo/*.yaml against it, 
 
 test: $(STAMP)  ## run the whole test suite
 	$(BIN)/python -m pytest -q
+
+mutants: $(STAMP)  ## break guarantee-critical code on purpose, one mutant at a time, and check a test sees each (MUTANTS="M1 R2" for some)
+	$(BIN)/python scripts/mutants.py $(MUTANTS)
 
 bench: $(STAMP)  ## run the benchmarks in bench/ and print their figures (BENCH_ARGS=--quick for a short run)
 	$(BIN)/python -c "import pandas" 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[bench]"

@@ -35,20 +35,22 @@ class FaultPlan:
 
     def clear(self) -> None:
         with self._lock:
-            self._script: list[tuple[str | None, Fault]] = []
-            self._rates: list[tuple[str | None, float, Fault]] = []
+            # Each fault is for a family (None: any) and a method (None: any), e.g. only the POSTs that write.
+            self._script: list[tuple[str | None, str | None, Fault]] = []
+            self._rates: list[tuple[str | None, str | None, float, Fault]] = []
             self._latency: dict[str | None, float] = {}
             self._rng = random.Random(0)
 
     def configure(self, spec: dict[str, Any]) -> None:
-        """{"family": optional, "script": [fault, ...], "rates": [{"rate": 0.1, ...fault}], "latency_seconds": x, "seed": n}"""
-        family = spec.get("family")
+        """{"family": optional, "method": optional, "script": [fault, ...], "rates": [{"rate": 0.1, ...fault}],
+        "latency_seconds": x, "seed": n}"""
+        family, method = spec.get("family"), spec.get("method")
         with self._lock:
             if "seed" in spec:
                 self._rng = random.Random(spec["seed"])
-            self._script.extend((family, Fault.parse(f)) for f in spec.get("script", []))
+            self._script.extend((family, method, Fault.parse(f)) for f in spec.get("script", []))
             for entry in spec.get("rates", []):
-                self._rates.append((family, float(entry["rate"]), Fault.parse(entry)))
+                self._rates.append((family, method, float(entry["rate"]), Fault.parse(entry)))
             if "latency_seconds" in spec:
                 self._latency[family] = float(spec["latency_seconds"])
 
@@ -56,13 +58,13 @@ class FaultPlan:
         with self._lock:
             return self._latency.get(family, self._latency.get(None, 0.0))
 
-    def next_fault(self, family: str) -> Fault | None:
+    def next_fault(self, family: str, method: str) -> Fault | None:
         with self._lock:
-            for position, (target, fault) in enumerate(self._script):
-                if target in (None, family):
+            for position, (target, target_method, fault) in enumerate(self._script):
+                if target in (None, family) and target_method in (None, method):
                     del self._script[position]
                     return None if fault.kind == "none" else fault
-            for target, rate, fault in self._rates:
-                if target in (None, family) and self._rng.random() < rate:
+            for target, target_method, rate, fault in self._rates:
+                if target in (None, family) and target_method in (None, method) and self._rng.random() < rate:
                     return fault
         return None

@@ -21,6 +21,7 @@ from pipeline.sandbox import audience_import, data_deletion, nurture_unsubscribe
 from pipeline.sandbox.faults import Fault, FaultPlan
 from pipeline.sandbox.routes import Call, Reply, Route
 from pipeline.sandbox.state import Credentials, FamilyLimits, SandboxState
+from pipeline.sandbox.submitted import attempt_key, echo_refused_input
 
 log = logging.getLogger(__name__)
 
@@ -86,25 +87,29 @@ class _Handler(BaseHTTPRequestHandler):
                 left = True
                 state.leave(family)
 
+        # Which batch or subject this attempt carried: tests join attempts to manifest lines by it.
+        attempt = {"family": family, "method": call.method, **attempt_key(call)}
         try:
             if violation:
-                state.record_attempt({"family": family, "method": call.method, "status": 429, "fault": "limit"})
+                state.record_attempt({**attempt, "status": 429, "fault": "limit"})
                 self._send(Reply(429, {"error": "Too Many Requests", "detail": violation}, {"Retry-After": "1"}), before_send=leave)
                 return
-            fault = self.server.faults.next_fault(family)
+            fault = self.server.faults.next_fault(family, call.method)
             latency = self.server.faults.latency(family)
             if latency:
                 time.sleep(latency)
             if fault and fault.kind in ("status", "reset_before"):
-                state.record_attempt({"family": family, "method": call.method, "status": fault.status, "fault": fault.kind})
+                state.record_attempt({**attempt, "status": fault.status, "fault": fault.kind})
                 if fault.kind == "reset_before":
                     leave()
                     self._reset()
                     return
-                self._send(_fault_reply(fault), before_send=leave)
+                self._send(_fault_reply(fault, call), before_send=leave)
                 return
             reply = candidate.handler(call)
-            state.record_attempt({"family": family, "method": call.method, "status": reply.status, "fault": fault.kind if fault else None})
+            if reply.status == 400:
+                reply = Reply(reply.status, echo_refused_input(reply.body, call), reply.headers, reply.acted)
+            state.record_attempt({**attempt, "status": reply.status, "fault": fault.kind if fault else None})
             if fault and fault.kind == "slow":
                 time.sleep(fault.delay_seconds)
             if fault and fault.kind == "reset_after":
@@ -177,14 +182,15 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
 
-def _fault_reply(fault: Fault) -> Reply:
+def _fault_reply(fault: Fault, call: Call) -> Reply:
     headers = {}
     if fault.retry_after == "date":
         headers["Retry-After"] = formatdate(time.time() + 1, usegmt=True)
     elif fault.retry_after is not None:
         headers["Retry-After"] = fault.retry_after
     status = fault.status or 503
-    return Reply(status, {"error": {"code": status, "error": "INJECTED_FAULT", "message": "injected by the sandbox"}}, headers)
+    body = {"error": {"code": status, "error": "INJECTED_FAULT", "message": "injected by the sandbox"}}
+    return Reply(status, echo_refused_input(body, call) if status == 400 else body, headers)
 
 
 class Sandbox:

@@ -16,6 +16,7 @@ import polars as pl
 import pytest
 
 from pipeline.batching import batch_digest
+from pipeline.ledger import parse_lines
 from tests.conftest import ROOT, received_identifiers
 from tests.integration.test_audience_run import expected_hex
 
@@ -56,7 +57,8 @@ def task_logs(capfd: Any, caplog: Any) -> str:
 
 
 def manifest_lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    """Every readable line: a worker may be half way through appending the last one."""
+    return parse_lines(path.read_bytes())[0]
 
 
 def expected_sha256_column(path: Path) -> set[str]:

@@ -167,6 +167,25 @@ def test_limits_are_never_exceeded(tmp_path, sandbox, sandbox_env) -> None:
     assert state["families"]["audience_import"]["max_starts_in_window"] == 4  # and it used the budget
 
 
+@pytest.mark.parametrize(("make_job", "family", "concurrency", "rows", "latency"), [
+    (lambda tmp, source: audience_job(tmp, source, columns={"email": "email"}, limits={"batch_size": 10}),
+     "audience_import", 4, 60, 1.5),
+    (lambda tmp, source: unsubscribe_job(tmp, source), "nurture_unsubscribe", 8, 40, 0.3),
+], ids=["audience_import", "nurture_unsubscribe"])
+def test_concurrency_is_used_to_the_limit_and_never_beyond(tmp_path, sandbox, sandbox_env, make_job, family,
+                                                           concurrency, rows, latency) -> None:
+    """Answers slower than the rate refills make the concurrency limit the one that binds: the sandbox sees exactly
+    `concurrency` requests in flight, never one more."""
+    source = tmp_path / "people.csv"
+    source.write_text("email\n" + "\n".join(f"user{i}@example.com" for i in range(rows)) + "\n")
+    sandbox.faults({"latency_seconds": latency})
+    done = run_cli("run", str(write_job(tmp_path, make_job(tmp_path, source))), env=sandbox_env)
+    assert done.returncode == 0, done.stderr
+    state = sandbox.state()
+    assert state["families"][family]["max_in_flight"] == concurrency
+    assert state["violations"] == []
+
+
 def test_retries_under_injected_faults(tmp_path, sandbox, sandbox_env) -> None:
     sandbox.faults({"script": [
         {"kind": "status", "status": 503, "retry_after": "1"},
@@ -220,12 +239,13 @@ def test_a_run_id_reused_for_another_destination_sends_everything_there(tmp_path
 
     assert run()[0] == {"accepted": 5}
     assert run(retry={"max_attempts": 3}, timeout_seconds=10)[0] == {"already_accepted": 5}
-    statuses, stderr = run(action="exclude", list="Other_List")
+    statuses, stderr = run(list="Other_List")  # another list alone is another destination
     assert statuses == {"accepted": 5}
     assert "5 request(s) accepted under this run id went to another destination" in stderr
+    assert run(action="exclude", list="Other_List")[0] == {"accepted": 5}
     sent = [(r["action"], r["list"]) for r in sandbox.state()["received"]]
-    assert sent == [("include", "US_Customers")] * 5 + [("exclude", "Other_List")] * 5
-    assert sorted(received_identifiers(sandbox.state())) == sorted([*expected_hex(CUSTOMERS_CSV)] * 2)
+    assert sent == [("include", "US_Customers")] * 5 + [("include", "Other_List")] * 5 + [("exclude", "Other_List")] * 5
+    assert sorted(received_identifiers(sandbox.state())) == sorted([*expected_hex(CUSTOMERS_CSV)] * 3)
 
 
 def _sixty_emails(tmp_path: Path) -> Path:

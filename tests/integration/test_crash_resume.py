@@ -17,7 +17,9 @@ from collections import Counter
 import pytest
 
 from pipeline.batching import batch_digest
-from tests.conftest import ROOT, audience_job, read_manifest, run_cli, unsubscribe_job, valid_normalised_emails, write_job
+from tests.conftest import (
+    ROOT, audience_job, partnership_job, read_manifest, run_cli, unsubscribe_job, valid_normalised_emails, write_job,
+)
 
 CUSTOMERS = ROOT / "sample_data" / "customers.csv"
 UNSUBSCRIBES = ROOT / "sample_data" / "unsubscribes.csv"
@@ -74,6 +76,26 @@ def test_unsubscribe_run_killed_and_resumed(tmp_path, sandbox, sandbox_env, kill
         if n > 1:
             line = final[hashlib.sha256(email.encode()).hexdigest()]
             assert line["ambiguous"] and "earlier_attempt_unrecorded" in line, line
+
+
+def test_account_deletion_killed_between_an_answer_and_its_record_deletes_each_account_once(tmp_path, sandbox,
+                                                                                           sandbox_env) -> None:
+    """The Idempotency-Key of each account is the same in the resumed run, so a request whose answer died with the
+    process is replayed by the API, never a second deletion."""
+    source = tmp_path / "accounts.csv"
+    accounts = [str(5000 + i) for i in range(6)]
+    source.write_text("account\n" + "\n".join(accounts) + "\n")
+    job = partnership_job(tmp_path, source, {"account_id": "account"}, endpoint="account_deletion", max_accounts=10,
+                          limits={"requests_per_second": 10})
+    sandbox.limits({"account_deletion": {"requests_per_second": 10, "concurrency": 2}})
+    path = str(write_job(tmp_path, job))
+    assert _run_and_kill(path, "offboard", sandbox_env, "after_answer:3", sandbox) == -signal.SIGKILL
+    assert len(sandbox.state()["partnerships"]["deletions"]) >= 3  # the kill came after the third answer
+
+    resumed = run_cli("run", path, "--run-id", "offboard", env=sandbox_env)
+    assert resumed.returncode == 0, resumed.stderr
+    deleted = Counter(d["accountId"] for d in sandbox.state()["partnerships"]["deletions"])
+    assert deleted == Counter(accounts)  # every account, each once
 
 
 def _run_and_kill(path: str, run_id: str, env: dict, kill_at: str, sandbox) -> int:

@@ -157,11 +157,13 @@ def test_access_denied_is_a_clear_error(tmp_path, sandbox, sandbox_env) -> None:
     try:
         import requests
 
-        for _ in range(100):
+        deadline = time.monotonic() + 30
+        while True:
             try:
                 requests.get(f"http://127.0.0.1:{port}/moto-api/", timeout=1)
                 break
             except requests.ConnectionError:
+                assert time.monotonic() < deadline, "moto did not start within 30 s"
                 time.sleep(0.1)
         env = {**sandbox_env, "AWS_ACCESS_KEY_ID": "AKIAUNKNOWN", "AWS_SECRET_ACCESS_KEY": "nope", "AWS_DEFAULT_REGION": "us-east-1",
                "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}

@@ -79,6 +79,21 @@ def test_plain_http_only_on_loopback(tmp_path: Path) -> None:
     assert "plain http is allowed only for a loopback sandbox" in message
 
 
+@pytest.mark.parametrize("host", [
+    "localhost.evil.com", "127.0.0.1.nip.io", "127.0.0.1.evil.com", "evil-localhost", "localhost-evil.com",
+    "my.localhost.evil", "0.0.0.0", "10.0.0.1", "169.254.169.254", "[::ffff:10.0.0.1]", "[fe80::1]",
+])
+def test_plain_http_is_refused_for_hosts_that_only_look_like_loopback(tmp_path: Path, host: str) -> None:
+    message = error_of(tmp_path, audience_job(tmp_path, "x.csv", base_url=f"http://{host}:8787"))
+    assert "plain http is allowed only for a loopback sandbox" in message
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "127.10.20.30", "[::1]"])
+def test_plain_http_is_allowed_for_a_loopback_sandbox(tmp_path: Path, host: str) -> None:
+    job = load(tmp_path, audience_job(tmp_path, "x.csv", base_url=f"http://{host}:8787"))
+    assert job.destination.url == f"http://{host}:8787"
+
+
 def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="job file not found"):
         load_job(tmp_path / "nope.yaml")

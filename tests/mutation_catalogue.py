@@ -1,0 +1,150 @@
+"""Deliberate breakages of guarantee-critical code, each with the tests the Guarantees table names for it.
+
+`make mutants` (scripts/mutants.py) applies them one at a time in a copy of the project and runs those tests:
+each must fail. A mutant that survives is a guarantee no test can see break. tests/unit/test_mutation_catalogue.py
+keeps the list honest: every edit's text is in its file exactly once, and every test it names exists and is
+named in the Guarantees table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Edit:
+    path: str
+    before: str  # found exactly once in the file
+    after: str
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    what: str  # the broken promise, in words
+    edits: tuple[Edit, ...]
+    tests: tuple[str, ...]  # pytest node ids; the mutant is killed when any of them fails
+
+
+def mutant(name: str, what: str, path: str, before: str, after: str, *tests: str) -> Mutant:
+    return Mutant(name, what, (Edit(path, before, after),), tests)
+
+
+CLIENT = "pipeline/http/client.py"
+BASE = "pipeline/endpoints/base.py"
+FAULTS = "tests/integration/test_fault_matrix.py"
+LOST = f"{FAULTS}::test_every_lost_answer_is_flagged_ambiguous_and_nothing_else_is"
+STOP_403 = f"{FAULTS}::test_a_403_stops_the_run_at_its_first_answer"
+
+_READ_TIMEOUT = 'return TransientError(f"no answer within the timeout ({name})", may_have_arrived=True)'
+_STOPPING = "RUN_STOPPING_STATUSES = frozenset({401, 403})"
+
+MUTANTS: list[Mutant] = [
+    # M1: a read timeout no longer counts as "may have arrived"; run once per family, each family's case must see it.
+    *(mutant(f"M1[{family}]", f"an answer lost to a read timeout is not flagged ambiguous ({family})", CLIENT,
+             _READ_TIMEOUT, _READ_TIMEOUT.replace("=True", "=False"), f"{LOST}[{family}]")
+      for family in ("audience", "deletion", "unsubscribe", "privacy", "accounts")),
+    mutant("M1b", "an answer lost to a reset after sending is not flagged ambiguous", CLIENT,
+           'return TransientError(f"connection lost before the answer ({name})", may_have_arrived=True)',
+           'return TransientError(f"connection lost before the answer ({name})", may_have_arrived=False)', LOST),
+    Mutant("M2c", "one request more in flight than the concurrency limit", (
+        Edit("pipeline/http/limits.py", "self._slots = threading.BoundedSemaphore(concurrency)",
+             "self._slots = threading.BoundedSemaphore(concurrency + 1)"),
+        Edit("pipeline/runner.py", "ThreadPoolExecutor(max_workers=limits.concurrency,",
+             "ThreadPoolExecutor(max_workers=limits.concurrency + 1,"),
+    ), ("tests/integration/test_audience_run.py::test_concurrency_is_used_to_the_limit_and_never_beyond",)),
+    mutant("M8", "plain http allowed to hosts that only look like loopback", "pipeline/config.py",
+           'if hostname == "localhost":', 'if hostname.startswith(("localhost", "127.")):',
+           "tests/unit/test_config.py::test_plain_http_is_refused_for_hosts_that_only_look_like_loopback"),
+    # M10: 403 no longer stops the run; confined to nothing, so each family's case must see it.
+    *(mutant(f"M10[{family}]", f"a 403 does not stop the run ({family})", BASE, _STOPPING,
+             "RUN_STOPPING_STATUSES = frozenset({401})", f"{STOP_403}[{family}]")
+      for family in ("audience", "unsubscribe", "privacy")),
+    mutant("M11", "the whole error body (which may echo the input) is copied into messages and the manifest", BASE,
+           '    """The error body\'s code name (UNAUTHORIZED_ACCOUNT), and nothing else: free text may echo the input."""\n',
+           "    return response.text\n",
+           "tests/integration/test_no_secrets_or_pii.py::test_no_secret_or_raw_identifier_anywhere"),
+    mutant("M12", "a resumed account deletion sends a new Idempotency-Key", "pipeline/endpoints/account_deletion.py",
+           'return str(uuid.uuid5(_KEY_NAMESPACE, f"{self._run_scope}/{account_id}/{mode}"))',
+           "return str(uuid.uuid4())",
+           "tests/integration/test_crash_resume.py::"
+           "test_account_deletion_killed_between_an_answer_and_its_record_deletes_each_account_once"),
+    # Retries and limits.
+    mutant("R1", "a Retry-After shorter than the backoff is not waited for", "pipeline/http/retry.py",
+           "return retry_after + self.rng.uniform(0, min(1.0, self.base_delay))", "return jittered",
+           "tests/unit/test_retry_and_limits.py::test_retry_after_is_a_floor_and_a_longer_wish_is_not_cut_short"),
+    mutant("R2", "a Retry-After holds only the request it answered, not the run's other starts", CLIENT,
+           "self.gate.hold(error.retry_after)", "pass",
+           "tests/integration/test_audience_run.py::test_a_retry_after_holds_every_start_of_the_run"),
+    mutant("R3", "one start more per window than the rate limit", "pipeline/http/limits.py",
+           "self.capacity = max(1, math.floor(requests_per_second))",
+           "self.capacity = max(1, math.floor(requests_per_second)) + 1",
+           "tests/integration/test_audience_run.py::test_limits_are_never_exceeded"),
+    mutant("R4", "one attempt more than retry.max_attempts", "pipeline/http/retry.py",
+           "return attempt < self.max_attempts", "return attempt <= self.max_attempts",
+           "tests/unit/test_retry_and_limits.py::test_attempts_are_bounded"),
+    mutant("R5", "a Retry-After longer than allowed is retried early instead of stopping the run", CLIENT,
+           "if not self.policy.honours(error.retry_after):", "if False:",
+           "tests/integration/test_audience_run.py::test_a_retry_after_longer_than_allowed_stops_the_run"),
+    mutant("R6", "an expired OAuth token is not refreshed", CLIENT,
+           "if not refreshed and self.endpoint.refresh_credentials():", "if False:",
+           "tests/integration/test_data_deletion.py::test_expired_token_is_refreshed_once"),
+    mutant("R7", "a 429 is flagged as if the server might have acted on it", BASE,
+           "not_acted = status == 429 or (status == 503 and retry_after is not None)", "not_acted = False", LOST),
+    mutant("R8", "503 is no longer retried", BASE, "TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})",
+           "TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 504})",
+           f"{FAULTS}::test_every_fault_for_every_family"),
+    # The ledger.
+    mutant("L1", "a resume skips requests the API rejected as if accepted", "pipeline/ledger.py",
+           'r.get("status") == "accepted" and "batch" in r', 'r.get("status") in ("accepted", "rejected") and "batch" in r',
+           "tests/integration/test_unsubscribe.py::test_resume_never_resends_an_accepted_subject"),
+    mutant("L2", "manifest lines are buffered, not flushed and fsynced per answer", "pipeline/ledger.py",
+           "            self._handle.flush()\n            os.fsync(self._handle.fileno())\n", "",
+           "tests/integration/test_crash_resume.py::test_audience_run_killed_and_resumed"),
+    mutant("L3", "a torn last manifest line is fatal", "pipeline/ledger.py",
+           "        except ValueError:\n            torn += 1\n            continue", "        except ValueError:\n            raise",
+           "tests/integration/test_crash_resume.py::test_torn_last_line_is_ignored_and_reported"),
+    mutant("L4", "the S3 ledger reaches S3 only at the end of the run", "pipeline/ledger.py",
+           "            if len(self._pending) >= self._flush_records:", "            if False:",
+           "tests/integration/test_s3.py::test_resume_from_the_s3_ledger_after_the_worker_is_lost"),
+    # What the endpoints keep.
+    mutant("E1", "the unsubscribe id Rokt returns is not kept", "pipeline/endpoints/nurture_unsubscribe.py",
+           'return {"id": body["id"]}', "return {}",
+           "tests/integration/test_unsubscribe.py::test_messy_file_delivered_once_one_email_per_request"),
+    mutant("E2", "the network privacy requestId is not kept", "pipeline/endpoints/network_privacy.py",
+           'ids["requestId"] = body["requestId"]', "pass",
+           "tests/integration/test_partnerships.py::test_identifier_rules_phones_and_supersede"),
+    mutant("E3", "a real account deletion reuses the Idempotency-Key its dry run burned",
+           "pipeline/endpoints/account_deletion.py",
+           'mode = "dry-run" if self.destination.dry_run else "real"', 'mode = "real"',
+           "tests/integration/test_partnerships.py::test_dry_run_then_real_run_use_distinct_keys_and_a_rerun_deletes_nothing_more"),
+    mutant("E4", "a task id in the deletion answer is ignored", "pipeline/endpoints/data_deletion.py",
+           'return {"taskId": task_id} if task_id else {}', "return {}",
+           "tests/integration/test_data_deletion.py::test_delivered_once_as_base64_with_task_ids"),
+    # Configuration: secrets and destinations.
+    mutant("C1", "a partner token shows in the config's repr", "pipeline/config.py",
+           "class BearerToken(StrictModel):\n    token: SecretStr", "class BearerToken(StrictModel):\n    token: str",
+           "tests/integration/test_no_secrets_or_pii.py::test_no_secret_or_raw_identifier_anywhere"),
+    mutant("C2", "an unset ${VAR} becomes an empty string", "pipeline/config.py",
+           "            if name not in env:\n", "            if False:\n",
+           "tests/integration/test_audience_run.py::test_config_and_input_errors_exit_2_and_send_nothing"),
+    mutant("C3", "a resume keeps what was accepted for another list", "pipeline/config.py",
+           '    "credentials", "limits",', '    "credentials", "limits", "list",',
+           "tests/integration/test_audience_run.py::test_a_run_id_reused_for_another_destination_sends_everything_there"),
+    # Normalisation and hashing.
+    mutant("N1", "zero-width characters stay inside the hash", "pipeline/prepare/normalise.py",
+           "_REMOVED = [*WHITE_SPACE, *ZERO_WIDTH]", "_REMOVED = [*WHITE_SPACE]",
+           "tests/unit/test_hashing.py::test_removed_characters_are_exactly_white_space_and_zero_width"),
+    mutant("N2", "emails are not lowercased before hashing", "pipeline/prepare/normalise.py",
+           "return _remove_whitespace(column).str.to_lowercase()", "return _remove_whitespace(column)",
+           "tests/integration/test_audience_run.py::test_documented_vector_goes_out_as_hex"),
+    mutant("N3", "hex is sent where base64 is expected", "pipeline/prepare/hashing.py",
+           'return expr.str.decode("hex", strict=False).bin.encode("base64")', "return expr",
+           "tests/integration/test_data_deletion.py::test_the_two_encodings_never_cross_endpoints"),
+    mutant("N4", "a base64 pre-hashed value is passed through as if it were hex", "pipeline/prepare/hashing.py",
+           ".otherwise(base64_to_hex(expr))", ".otherwise(expr)",
+           "tests/integration/test_audience_run.py::test_prehashed_input_in_both_encodings"),
+    mutant("N5", "a domain without a dot passes as an address", "pipeline/prepare/schemas.py",
+           r'(\.[^@\x00-\x1f\x7f.]+)+$"', r'(\.[^@\x00-\x1f\x7f.]+)*$"',
+           "tests/integration/test_accounting_property.py::test_every_row_is_accounted_for"),
+]
