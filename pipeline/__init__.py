@@ -5,7 +5,7 @@ Public API: `load_job(path) -> JobConfig`, `run_job(job, ...) -> RunSummary`.
 
 import os
 
-__version__ = "0.1.0"
+from pipeline.version import __version__
 
 # Bound polars' read-ahead: the runner consumes chunks only as fast as it sends them, and polars' readers do
 # not feel that back-pressure. Measured (bench/): the CSV reader's working set drops from 361 to 148 MB and the
@@ -38,6 +38,7 @@ if "OMP_NUM_THREADS" not in os.environ:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from pipeline.config import JobConfig, load_job  # noqa: E402
-from pipeline.runner import RunSummary, run_job  # noqa: E402
+from pipeline.runner import run_job  # noqa: E402
+from pipeline.summary import RunSummary  # noqa: E402
 
 __all__ = ["JobConfig", "RunSummary", "load_job", "run_job", "__version__"]

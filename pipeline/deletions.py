@@ -12,7 +12,7 @@ from pipeline.endpoints.data_deletion import DataDeletion, created_task_ids
 from pipeline.errors import ConfigError, SendError
 from pipeline.http.client import sender_for
 from pipeline.ledger import open_ledger, read_records, utc_now
-from pipeline.runner import run_ids, run_store
+from pipeline.outputs import run_ids, run_store
 
 READY_AFTER_DAYS = 12
 ACTIONED_BY_DAYS = 30

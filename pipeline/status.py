@@ -9,7 +9,7 @@ from pipeline.config import JobConfig
 from pipeline.endpoints.registry import endpoint_for
 from pipeline.errors import ConfigError
 from pipeline.ledger import PLAN, SUMMARY, read_records
-from pipeline.runner import run_store
+from pipeline.outputs import run_store
 
 
 def _finished(summary_bytes: bytes | None, plan: dict[str, Any]) -> bool:

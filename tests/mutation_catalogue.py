@@ -50,8 +50,8 @@ MUTANTS: list[Mutant] = [
     Mutant("M2c", "one request more in flight than the concurrency limit", (
         Edit("pipeline/http/limits.py", "self._slots = threading.BoundedSemaphore(concurrency)",
              "self._slots = threading.BoundedSemaphore(concurrency + 1)"),
-        Edit("pipeline/runner.py", "ThreadPoolExecutor(max_workers=limits.concurrency,",
-             "ThreadPoolExecutor(max_workers=limits.concurrency + 1,"),
+        Edit("pipeline/send/dispatch.py", "ThreadPoolExecutor(max_workers=self.concurrency,",
+             "ThreadPoolExecutor(max_workers=self.concurrency + 1,"),
     ), ("tests/integration/test_audience_run.py::test_concurrency_is_used_to_the_limit_and_never_beyond",)),
     mutant("M8", "plain http allowed to hosts that only look like loopback", "pipeline/config.py",
            'if hostname == "localhost":', 'if hostname.startswith(("localhost", "127.")):',

@@ -24,7 +24,7 @@ def ledger_run_id(airflow_run_id: str, source_uri: str | None = None) -> str:
     run_id = airflow_run_id
     if source_uri is not None:
         run_id += "." + hashlib.sha256(source_uri.encode()).hexdigest()[:12]
-    from pipeline.runner import valid_run_id
+    from pipeline.outputs import valid_run_id
 
     if valid_run_id(run_id):
         return run_id

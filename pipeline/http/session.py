@@ -5,7 +5,7 @@ from __future__ import annotations
 import requests
 from requests.adapters import HTTPAdapter
 
-from pipeline import __version__
+from pipeline.version import __version__
 
 USER_AGENT = f"rokt-pipeline/{__version__}"
 CONNECT_TIMEOUT_SECONDS = 10.0

@@ -25,6 +25,7 @@ from typing import Any
 from pipeline.config import JobConfig
 from pipeline.errors import ConfigError
 from pipeline.ledger import utc_now, write_json
+from pipeline.outputs import job_store
 from pipeline.storage import LocalStore, Store
 from pipeline.sync.identity import destination_key, key_name
 
@@ -198,22 +199,15 @@ class StateMoved(Exception):
     """The index no longer names the version a run started from."""
 
 
-def job_output_store(job: JobConfig) -> Store:
-    """<output.uri>/<job>/, local or S3: every run's folder and the state live under it."""
-    from pipeline.runner import job_store  # the runner owns the output layout (and imports this package)
-
-    return job_store(job)
-
-
 def state_store_for(job: JobConfig) -> StateStore:
     key = destination_key(job)
-    runs = job_output_store(job)
+    runs = job_store(job)  # every run's folder and the state live under it
     return StateStore(runs.child(STATE_FOLDER, key_name(key)), runs, key, job.output.keep_state_versions)
 
 
 def other_states(job: JobConfig) -> list[tuple[str, StateIndex]]:
     """States under this job for other destinations (an earlier list, account or mode): (folder URI, index)."""
-    runs = job_output_store(job)
+    runs = job_store(job)  # every run's folder and the state live under it
     own = key_name(destination_key(job))
     found = []
     for name in runs.child(STATE_FOLDER).list():

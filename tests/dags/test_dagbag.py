@@ -108,7 +108,7 @@ def test_shipped_pools_exist_with_the_budget_and_match_the_library(dagbag) -> No
 
 
 def test_ledger_run_ids_are_airflow_run_ids_or_a_stable_valid_mapping_of_them() -> None:
-    from pipeline.runner import valid_run_id  # what run_job accepts
+    from pipeline.outputs import valid_run_id  # what run_job accepts
     from rokt_airflow.tasks import ledger_run_id
 
     for airflow_run_id in ("scheduled__2025-06-01T06:00:00+00:00", "asset_triggered__2025-06-01T06:00:00.123+00:00_Ab3dEf9h"):

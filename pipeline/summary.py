@@ -1,0 +1,53 @@
+"""What a run did, as summary.json says it and the command line reports it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pipeline.storage import is_s3
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    job: str
+    endpoint: str
+    dry_run: bool
+    output_dir: str
+    rows_read: int = 0
+    rows_rejected: int = 0
+    duplicates_dropped: int = 0
+    superseded: int = 0
+    identifiers: int = 0
+    identifiers_sent: int = 0
+    identifiers_accepted: int = 0
+    identifiers_left: int = 0  # valid identifiers not accepted in this run or an earlier one with the same run id
+    requests: int = 0
+    retries: int = 0
+    ambiguous: int = 0
+    batches: int = 0
+    batches_by_status: dict[str, int] = field(default_factory=dict)
+    reject_reasons: dict[str, int] = field(default_factory=dict)
+    elapsed_seconds: float = 0.0
+    estimated_send_seconds: float | None = None
+    stopped_reason: str | None = None
+    manifest_torn_lines: int = 0
+    source_fingerprint: str = ""
+    source_files: list[dict[str, Any]] = field(default_factory=list)
+    started_at: str = ""
+    finished_at: str = ""
+    sync: dict[str, Any] | None = None  # incremental / mirror: the plan against the destination's state, and its outcome
+
+    @property
+    def exit_code(self) -> int:
+        unfinished = sum(n for status, n in self.batches_by_status.items() if status not in ("accepted", "already_accepted", "dry_run"))
+        return 1 if unfinished or self.stopped_reason else 0
+
+    @property
+    def manifest(self) -> str:
+        """Where the ledger lines are: a file locally, segment objects on S3."""
+        return f"{self.output_dir}/manifest/" if is_s3(self.output_dir) else f"{self.output_dir}/manifest.jsonl"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"manifest": self.manifest}
