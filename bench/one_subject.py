@@ -146,11 +146,11 @@ def _measure(plan: list[tuple[int, float]], with_pandas: bool, log) -> list[Leve
             # Lift the sandbox's own limits so only latency and the client's concurrency remain.
             sandbox.limits({ENDPOINT: {"requests_per_second": 100_000, "concurrency": 1_000}})
             sandbox.faults({"family": ENDPOINT, "latency_seconds": latency})
-            count = max(60, round(SECONDS_PER_LEVEL * min(concurrency / latency, documented.requests_per_second)))
+            count = max(60, round(SECONDS_PER_LEVEL * min(concurrency / latency, documented.per_second)))
             destination = {
                 **example, "base_url": "${ROKT_SANDBOX_URL}",
                 "limits": {"batch_size": 1, "concurrency": min(concurrency, documented.concurrency),
-                           "requests_per_second": documented.requests_per_second},
+                           "requests_per_second": documented.per_second},
             }
             job = {"job": f"bench-unsubscribe-c{concurrency}-{latency * 1000:.0f}ms", "source": {"uri": str(_emails(count)), "columns": {"email": "Email Address"}},
                    "destination": destination, "output": {"uri": str(ROOT / ".bench" / "runs" / "out")}}
@@ -162,11 +162,11 @@ def _measure(plan: list[tuple[int, float]], with_pandas: bool, log) -> list[Leve
             span = max(_epoch(r["finished_at"]) for r in manifest) - min(_epoch(r["started_at"]) for r in manifest)
             state = sandbox.state()
             level = Level(concurrency, latency, len(manifest), child, span, summary["batches_by_status"], len(state["violations"]),
-                          documented.requests_per_second)
+                          documented.per_second)
             if documented.concurrency < concurrency:
                 log(f"  note: {ENDPOINT} allows at most concurrency {documented.concurrency}; ran at that")
-            if documented.requests_per_second < concurrency / latency:
-                log(f"  note: {ENDPOINT} allows at most {documented.requests_per_second:g} requests/s, below the ideal "
+            if documented.per_second < concurrency / latency:
+                log(f"  note: {ENDPOINT} allows at most {documented.per_second:g} requests/s, below the ideal "
                     f"{concurrency / latency:g}/s at concurrency {concurrency}")
             log(f"  unsubscribe c={concurrency}, {latency * 1000:.0f} ms: {level.requests} requests in {span:.2f}s = "
                 f"{level.throughput:,.0f}/s, {level.share:.0%} of {concurrency / latency:,.0f}/s")

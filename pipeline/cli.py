@@ -14,6 +14,7 @@ from pathlib import Path
 from pipeline.config import load_job
 from pipeline.errors import PipelineError
 from pipeline.logs import configure_logging
+from pipeline.sandbox.credentials import Credentials
 
 log = logging.getLogger("pipeline.cli")
 
@@ -80,6 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="everything but the HTTP calls")
     run.add_argument("--yes", action="store_true", help="confirm a destructive run beyond the job's safety limit")
     run.add_argument("--source-uri", help="read this file, folder, glob or s3:// URI instead of source.uri (e.g. the export an upstream task just wrote)")
+    run.add_argument("--max-duration", metavar="DURATION",
+                     help="stop starting requests after this long (45m, 1h30m, 90s): those in flight finish and are "
+                          "recorded, and the run exits 75; the same --run-id carries on (overrides destination.max_duration)")
     _common(run)
     run.set_defaults(command=_run)
 
@@ -127,16 +131,28 @@ def _parser() -> argparse.ArgumentParser:
     _common(sync)
     sync.set_defaults(command=_deletions_sync)
 
-    sandbox = commands.add_parser("sandbox", help="serve the local emulator of the Rokt APIs")
+    defaults = Credentials()
+    sandbox = commands.add_parser(
+        "sandbox", help="serve the local emulator of the Rokt APIs", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="A local emulator of every Rokt endpoint the connector sends to, with the published limits and "
+                    "fault injection.\n\nThe credentials it accepts (each can be changed below):\n  "
+                    + "\n  ".join(defaults.described()))
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8787)
-    sandbox.add_argument("--public-key", default="rpub-sandbox")
-    sandbox.add_argument("--secret-key", default="rsec-sandbox")
-    sandbox.add_argument("--api-key", default="sandbox-legacy-api-key", help="legacy audience import API key")
-    sandbox.add_argument("--app-id", default="sandbox-app-id", help="Data Deletion OAuth app id")
-    sandbox.add_argument("--app-secret", default="sandbox-app-secret")
-    sandbox.add_argument("--webhook-api-key", default="sandbox-webhook-api-key", help="Nurture Unsubscribe API key")
-    sandbox.add_argument("--partner-token", default="sandbox-partner-token", help="Partnerships API bearer token")
+    sandbox.add_argument("--public-key", default=defaults.public_key, help="audience import v3 public key")
+    sandbox.add_argument("--secret-key", default=defaults.secret_key, help="audience import v3 secret key")
+    sandbox.add_argument("--api-key", default=defaults.legacy_api_key, help="legacy audience import API key")
+    sandbox.add_argument("--app-id", default=defaults.app_id, help="Data Deletion OAuth app id")
+    sandbox.add_argument("--app-secret", default=defaults.app_secret, help="Data Deletion OAuth app secret")
+    sandbox.add_argument("--webhook-api-key", default=defaults.webhook_api_key, help="Nurture Unsubscribe API key")
+    sandbox.add_argument("--partner-token", default=defaults.partner_token, help="Partnerships API fixed bearer token")
+    sandbox.add_argument("--partner-client-id", default=defaults.partner_client_id, help="Partnerships API client id")
+    sandbox.add_argument("--partner-client-secret", default=defaults.partner_client_secret, help="Partnerships API client secret")
+    sandbox.add_argument("--partner-token-lifetime", type=float, default=300.0,
+                         help="seconds a Partnerships access token lives (default 300, as published)")
+    sandbox.add_argument("--minute-seconds", type=float, default=60.0,
+                         help="how long a per-minute limit's minute lasts (tests shorten it; the client must be run with "
+                              "ROKT_PIPELINE_TEST_MINUTE_SECONDS set to the same)")
     sandbox.add_argument("--faults", help='fault plan as JSON, e.g. \'{"rates": [{"rate": 0.1, "status": 503, "retry_after": 1}]}\'')
     sandbox.add_argument("--latency-ms", type=float, default=0, help="added to every answer")
     sandbox.add_argument("--no-keep-identifiers", action="store_true", help="count identifiers but do not keep them (large runs)")
@@ -151,10 +167,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from pipeline.http.limits import describe_send_time
     from pipeline.progress import LogProgress, TerminalProgress
     from pipeline.runner import run_job
 
-    job = load_job(args.job, overrides={"source.uri": args.source_uri} if args.source_uri else None)
+    overrides = {"source.uri": args.source_uri} if args.source_uri else {}
+    if args.max_duration:
+        overrides["destination.max_duration"] = args.max_duration
+    job = load_job(args.job, overrides=overrides)
+    if job.destination.effective_limits.requests_per_minute is not None:
+        _warn_about_a_test_minute()
     progress = TerminalProgress() if sys.stderr.isatty() and args.log_format == "text" else LogProgress()
     summary = run_job(job, run_id=args.run_id, dry_run=args.dry_run, progress=progress, confirmed=args.yes)
     statuses = ", ".join(f"{n} {status}" for status, n in summary.batches_by_status.items()) or "no batches"
@@ -163,8 +185,10 @@ def _run(args: argparse.Namespace) -> int:
         f"{summary.duplicates_dropped:,} duplicates; {summary.identifiers_accepted:,} of {summary.identifiers:,} "
         f"identifiers accepted; batches: {statuses}; {summary.retries} retries; {summary.elapsed_seconds:.1f}s"
     )
-    if summary.estimated_send_seconds is not None:
-        line += f"; estimated send time at the configured limits: {summary.estimated_send_seconds:.1f}s"
+    if summary.dry_run:
+        limits = job.destination.effective_limits
+        to_send = summary.batches - summary.batches_by_status.get("already_accepted", 0)
+        line += f"; would send {describe_send_time(to_send, limits)}"
     log.info("%s", line)
     print(line)
     if summary.sync is not None:
@@ -174,14 +198,26 @@ def _run(args: argparse.Namespace) -> int:
         if not summary.dry_run:
             print(describe_outcome(summary.sync))
     print(f"output: {summary.output_dir}")
-    if summary.exit_code:
+    if summary.max_duration_reached:
+        print(f"out of time: {summary.identifiers_left:,} identifiers are left to send; rerun with --run-id "
+              f"{summary.run_id} to carry on", file=sys.stderr)
+    elif summary.exit_code:
         print(f"not everything was accepted ({summary.identifiers_left:,} identifiers left): see the manifest in {summary.output_dir}; "
               f"rerun with --run-id {summary.run_id} to resume", file=sys.stderr)
     return summary.exit_code
 
 
+def _warn_about_a_test_minute() -> None:
+    from pipeline.http.limits import TEST_MINUTE_SECONDS, minute_seconds
+
+    if minute_seconds() != 60:
+        log.warning("%s is set: per-minute limits count a minute of %gs. That is for tests against a sandbox started "
+                    "with the same --minute-seconds, never for Rokt's API", TEST_MINUTE_SECONDS, minute_seconds())
+
+
 def _validate(args: argparse.Namespace) -> int:
     from pipeline.endpoints.registry import endpoint_for
+    from pipeline.http.limits import describe_send_time
     from pipeline.runner import open_stream
     from pipeline.storage import LocalStore
 
@@ -203,7 +239,8 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"error: {stream.rows_rejected:,} of {stream.rows_read:,} rows are invalid, above source.max_reject_fraction={limit}: "
               "a run would send nothing (reasons above)", file=sys.stderr)
         return 2
-    print(f"ok: {stream.identifiers:,} identifiers would be sent to {endpoint.spec.family} in {batches:,} requests; nothing was sent")
+    print(f"ok: {stream.identifiers:,} identifiers would be sent to {endpoint.spec.family} as "
+          f"{describe_send_time(batches, job.destination.effective_limits)}; nothing was sent")
     return 0
 
 
@@ -282,16 +319,23 @@ def _deletions_sync(args: argparse.Namespace) -> int:
 
 def _sandbox(args: argparse.Namespace) -> int:
     from pipeline.sandbox.server import Sandbox
-    from pipeline.sandbox.state import Credentials
 
     credentials = Credentials(args.public_key, args.secret_key, args.api_key, args.app_id, args.app_secret,
-                              args.webhook_api_key, args.partner_token)
-    sandbox = Sandbox(args.host, args.port, credentials, keep_identifiers=not args.no_keep_identifiers)
+                              args.webhook_api_key, args.partner_token, args.partner_client_id, args.partner_client_secret)
+    sandbox = Sandbox(args.host, args.port, credentials, keep_identifiers=not args.no_keep_identifiers,
+                      minute_seconds=args.minute_seconds)
+    sandbox.state.extension_defaults["partnerships"] = {"token_lifetime": args.partner_token_lifetime}
+    sandbox.state.reset()
     if args.faults:
         sandbox.faults.configure(json.loads(args.faults))
     if args.latency_ms:
         sandbox.faults.configure({"latency_seconds": args.latency_ms / 1000})
+    # The first line is what scripts read for the URL (pipeline/sandbox/process.py); the credentials follow.
     print(f"sandbox listening on {sandbox.url} (admin: {sandbox.url}/_sandbox/state)", flush=True)
+    print("credentials it accepts:\n  " + "\n  ".join(credentials.described()), flush=True)
+    if args.minute_seconds != 60:
+        print(f"per-minute limits count a minute of {args.minute_seconds:g}s (ROKT_PIPELINE_TEST_MINUTE_SECONDS="
+              f"{args.minute_seconds:g} for the client)", flush=True)
     try:
         sandbox.server.serve_forever()
     except (KeyboardInterrupt, Terminated):

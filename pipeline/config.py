@@ -16,8 +16,11 @@ from typing import Annotated, Any, ClassVar, Literal, Mapping, Union
 from urllib.parse import urlparse
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator,
+)
 
+from pipeline.durations import parse_duration
 from pipeline.errors import ConfigError
 
 SyncMode = Literal["full", "incremental", "mirror"]
@@ -68,10 +71,39 @@ class SourceConfig(StrictModel):
         return self
 
 
+RATE_KEYS = ("requests_per_second", "requests_per_minute")
+
+
 class Limits(StrictModel):
+    """How much a run may ask of an endpoint: identifiers per request, request starts per second or per minute (one
+    or the other, as the API publishes it), and requests in flight."""
+
     batch_size: int = Field(gt=0)
-    requests_per_second: float = Field(gt=0)
+    requests_per_second: float | None = Field(default=None, gt=0)
+    requests_per_minute: float | None = Field(default=None, gt=0)
     concurrency: int = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _one_rate(self) -> Limits:
+        if (self.requests_per_second is None) == (self.requests_per_minute is None):
+            raise ValueError("limits: set requests_per_second or requests_per_minute, not both")
+        return self
+
+    @property
+    def rate_key(self) -> str:
+        return "requests_per_second" if self.requests_per_second is not None else "requests_per_minute"
+
+    @property
+    def per_second(self) -> float:
+        """The rate as starts per second, whichever way it was given."""
+        return self.requests_per_second if self.requests_per_second is not None else self.requests_per_minute / 60
+
+    def describe_rate(self) -> str:
+        """'4/s' or '10/min', as the job file gives it."""
+        return f"{self.requests_per_second:g}/s" if self.requests_per_second is not None else f"{self.requests_per_minute:g}/min"
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class RetrySettings(StrictModel):
@@ -100,6 +132,13 @@ class AppCredentials(StrictModel):
     app_secret: SecretStr
 
 
+class ClientCredentials(StrictModel):
+    """A Partnerships API client (rspub_… / rsec_…), exchanged for short-lived access tokens."""
+
+    client_id: SecretStr
+    client_secret: SecretStr
+
+
 class DestinationBase(StrictModel):
     """What every endpoint shares.
 
@@ -109,7 +148,7 @@ class DestinationBase(StrictModel):
 
     default_limits: ClassVar[Limits]
     max_limits: ClassVar[Limits]
-    limits_documented: ClassVar[bool] = False
+    documented_limits: ClassVar[tuple[str, ...]] = ()  # the limits Rokt publishes (the others are the connector's caps)
     default_base_url: ClassVar[str]
     identifier_roles: ClassVar[tuple[str, ...]] = ("email", "sha256")
     other_roles: ClassVar[tuple[str, ...]] = ()
@@ -124,6 +163,9 @@ class DestinationBase(StrictModel):
     # difference against the list as last accepted, removals included.
     sync_mode: SyncMode = "full"
     max_exclude_fraction: float = Field(default=0.2, ge=0.0, le=1.0)  # mirror: more removals than this need --yes
+    # Stop taking new requests after this long (from the run's start): the requests in flight finish and are
+    # recorded, and the run exits 75 so that a rerun with the same run id carries on. --max-duration overrides it.
+    max_duration: Duration | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -131,17 +173,23 @@ class DestinationBase(StrictModel):
         if isinstance(data, dict):
             given = data.get("limits") or {}
             if isinstance(given, dict):
-                data = {**data, "limits": {**cls.default_limits.model_dump(), **given}}
+                defaults = cls.default_limits.model_dump(exclude_none=True)
+                if any(given.get(key) is not None for key in RATE_KEYS):  # a rate given either way replaces the default
+                    defaults = {key: value for key, value in defaults.items() if key not in RATE_KEYS}
+                data = {**data, "limits": {**defaults, **given}}
         return data
 
     @model_validator(mode="after")
     def _within_maximum_limits(self) -> DestinationBase:
         assert self.limits is not None
-        kind = "documented maximum" if self.limits_documented else "maximum this endpoint allows"
-        for key in ("batch_size", "requests_per_second", "concurrency"):
-            given, maximum = getattr(self.limits, key), getattr(self.max_limits, key)
-            if given > maximum:
-                raise ValueError(f"limits.{key}: {given} is above the {kind} of {maximum}")
+        limits, maximum = self.limits, self.max_limits
+        for key, given, most in (("batch_size", limits.batch_size, maximum.batch_size),
+                                 ("concurrency", limits.concurrency, maximum.concurrency),
+                                 (limits.rate_key, limits.per_second, maximum.per_second)):
+            if given > most:
+                kind = "documented maximum" if key in self.documented_limits else "maximum this endpoint allows"
+                shown = (f"{getattr(limits, key):g}", maximum.describe_rate()) if key in RATE_KEYS else (given, most)
+                raise ValueError(f"limits.{key}: {shown[0]} is above the {kind} of {shown[1]}")
         return self
 
     @model_validator(mode="after")
@@ -163,14 +211,7 @@ class DestinationBase(StrictModel):
     @field_validator("base_url")
     @classmethod
     def _valid_base_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        parsed = urlparse(value)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise ValueError(f"base_url must be an http(s) URL, got {value!r}")
-        if parsed.scheme == "http" and not is_loopback(parsed.hostname):
-            raise ValueError("base_url: plain http is allowed only for a loopback sandbox; use https")
-        return value.rstrip("/")
+        return api_url(value, "base_url")
 
     @property
     def url(self) -> str:
@@ -191,10 +232,22 @@ class DestinationBase(StrictModel):
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def api_url(value: str | None, key: str) -> str | None:
+    """An API URL: https, or plain http to a loopback sandbox only."""
+    if value is None:
+        return None
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"{key} must be an http(s) URL, got {value!r}")
+    if parsed.scheme == "http" and not is_loopback(parsed.hostname):
+        raise ValueError(f"{key}: plain http is allowed only for a loopback sandbox; use https")
+    return value.rstrip("/")
+
+
 # Destination settings that change how a run sends, not where or what: a resume keeps what was accepted.
 _HOW_NOT_WHERE = frozenset({
-    "credentials", "limits", "timeout_seconds", "retry", "sync_mode", "max_exclude_fraction", "max_accounts",
-    "operation_poll_seconds",
+    "credentials", "auth_url", "limits", "timeout_seconds", "retry", "sync_mode", "max_exclude_fraction",
+    "max_accounts", "operation_poll_seconds", "max_duration",
 })
 
 
@@ -205,7 +258,7 @@ class AudienceImportDestination(DestinationBase):
     mirror_supported: ClassVar[bool] = True
     default_limits: ClassVar[Limits] = _AUDIENCE_LIMITS
     max_limits: ClassVar[Limits] = _AUDIENCE_LIMITS
-    limits_documented: ClassVar[bool] = True
+    documented_limits: ClassVar[tuple[str, ...]] = ("batch_size", "requests_per_second", "concurrency")
     default_base_url: ClassVar[str] = "https://data.rokt.com"
 
     endpoint: Literal["audience_import"]
@@ -220,7 +273,7 @@ class AudienceImportLegacyDestination(DestinationBase):
     mirror_supported: ClassVar[bool] = True
     default_limits: ClassVar[Limits] = _AUDIENCE_LIMITS
     max_limits: ClassVar[Limits] = _AUDIENCE_LIMITS
-    limits_documented: ClassVar[bool] = True
+    documented_limits: ClassVar[tuple[str, ...]] = ("batch_size", "requests_per_second", "concurrency")
     default_base_url: ClassVar[str] = "https://data.rokt.com"
 
     endpoint: Literal["audience_import_legacy"]
@@ -257,37 +310,63 @@ class NurtureUnsubscribeDestination(DestinationBase):
 
 
 _PARTNERSHIPS_URL = "https://accounts.rokt.com"
+PARTNERSHIPS_AUTH_URL = "https://auth.rokt.com/api/v1/oauth/token"
 RequestType = Literal["NETWORK_OPT_OUT", "NETWORK_DATA_DELETION"]
 
 
-class NetworkPrivacyDestination(DestinationBase):
-    # One subject per request; no documented rate, so conservative defaults.
-    default_limits: ClassVar[Limits] = Limits(batch_size=1, requests_per_second=10, concurrency=4)
-    max_limits: ClassVar[Limits] = Limits(batch_size=1, requests_per_second=50, concurrency=16)
+class PartnershipsDestination(DestinationBase):
+    """What the two Partnerships families share: the parent account, the credentials and the published limits.
+
+    Published: 10 requests per minute per partner credential, shared by every machine and job using it. The
+    credentials are a client id and secret exchanged at `auth_url` for access tokens of a few minutes (refreshed
+    before they expire and once on a 401), or a fixed access token for short jobs.
+    """
+
+    default_limits: ClassVar[Limits] = Limits(batch_size=1, requests_per_minute=10, concurrency=2)
+    max_limits: ClassVar[Limits] = Limits(batch_size=1, requests_per_minute=10, concurrency=4)
+    documented_limits: ClassVar[tuple[str, ...]] = ("requests_per_minute", "requests_per_second")
     default_base_url: ClassVar[str] = _PARTNERSHIPS_URL
+
+    parent_account_id: str = Field(min_length=1)
+    credentials: BearerToken | ClientCredentials
+    auth_url: str | None = None  # the OAuth token endpoint; default Rokt's (override for the sandbox)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_kind_of_credentials(cls, data: Any) -> Any:
+        credentials = data.get("credentials") if isinstance(data, dict) else None
+        if isinstance(credentials, dict) and set(credentials) not in ({"token"}, {"client_id", "client_secret"}):
+            raise ValueError("credentials: give client_id and client_secret (exchanged for short-lived tokens), or a "
+                             "fixed token")
+        return data
+
+    @field_validator("auth_url")
+    @classmethod
+    def _valid_auth_url(cls, value: str | None) -> str | None:
+        return api_url(value, "auth_url")
+
+    @property
+    def token_url(self) -> str:
+        return self.auth_url or PARTNERSHIPS_AUTH_URL
+
+
+class NetworkPrivacyDestination(PartnershipsDestination):
     identifier_roles: ClassVar[tuple[str, ...]] = ("email", "phone", "sha256")
     other_roles: ClassVar[tuple[str, ...]] = ("request_type",)
     one_identifier_per_row: ClassVar[bool] = False
 
     endpoint: Literal["network_privacy"]
-    parent_account_id: str = Field(min_length=1)
     request_type: RequestType | None = None  # fixed for the file, unless a request_type column is mapped
     default_phone_region: str = Field(default="US", pattern=r"^[A-Z]{2}$")
-    credentials: BearerToken
 
 
-class AccountDeletionDestination(DestinationBase):
-    default_limits: ClassVar[Limits] = Limits(batch_size=1, requests_per_second=2, concurrency=2)
-    max_limits: ClassVar[Limits] = Limits(batch_size=1, requests_per_second=10, concurrency=4)
-    default_base_url: ClassVar[str] = _PARTNERSHIPS_URL
+class AccountDeletionDestination(PartnershipsDestination):
     identifier_roles: ClassVar[tuple[str, ...]] = ("account_id",)
 
     endpoint: Literal["account_deletion"]
-    parent_account_id: str = Field(min_length=1)
     dry_run: bool = False  # true sends ?dry_run=true: validated by Rokt, nothing deleted
     max_accounts: int = Field(default=10, ge=0)  # a real deletion of more accounts needs --yes
     operation_poll_seconds: float = Field(default=30.0, ge=0, le=3600)
-    credentials: BearerToken
 
 
 Destination = Annotated[

@@ -8,6 +8,8 @@ import threading
 import time
 from typing import Any, Protocol
 
+from pipeline.durations import describe_duration
+
 log = logging.getLogger("pipeline.run")
 
 
@@ -18,20 +20,37 @@ class Progress(Protocol):
 
 
 class LogProgress:
-    """One line per batch: what Airflow and CI logs want."""
+    """One line per batch: what Airflow and CI logs want; with the time left, once the number of batches is known."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._batches: int | None = None
+        self._done = self._skipped = 0
+        self._started = time.monotonic()
 
     def start(self, batches: int | None, identifiers: int | None, skipped: int) -> None:
+        self._batches, self._skipped, self._started = batches, skipped, time.monotonic()
         if identifiers is None:
             log.info("sending batches as they are prepared (%d already accepted under this run id)", skipped)
         else:
             log.info("sending %d identifiers in %s batches (%d already accepted under this run id)", identifiers, batches, skipped)
 
     def batch_done(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self._done += 1
+            left = self._time_left()
         log.info(
-            "batch %s: %s, %s identifiers, http %s, %s attempt(s)%s",
+            "batch %s: %s, %s identifiers, http %s, %s attempt(s)%s%s",
             record["batch"], record["status"], record["records"], record["http_status"], record["attempts"],
-            f", {record['error']}" if record.get("error") else "",
+            f", {record['error']}" if record.get("error") else "", left,
         )
+
+    def _time_left(self) -> str:
+        if self._batches is None:
+            return ""
+        to_do = self._batches - self._skipped
+        remaining = (time.monotonic() - self._started) / self._done * max(to_do - self._done, 0)
+        return f" ({self._done + self._skipped:,}/{self._batches:,}, about {describe_duration(remaining)} left)"
 
     def finish(self) -> None:
         pass

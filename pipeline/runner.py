@@ -56,7 +56,8 @@ def run_job(
 
     # The spill holds normalised identifiers: a private temporary folder, removed on every way out.
     with tempfile.TemporaryDirectory(prefix="rokt-pipeline-") as workdir:
-        _run(job, endpoint, summary, store, Path(workdir), run_id, progress or SilentProgress(), confirmed)
+        _run(job, endpoint, summary, store, Path(workdir), run_id, progress or SilentProgress(), confirmed,
+             deadline=None if job.destination.max_duration is None else started + job.destination.max_duration)
     summary.elapsed_seconds = round(time.monotonic() - started, 3)
     summary.finished_at = utc_now()
     write_json(store, SUMMARY, summary.to_dict())
@@ -69,7 +70,7 @@ def _has_sent(store: Store) -> bool:
 
 
 def _run(job: JobConfig, endpoint: Endpoint, summary: RunSummary, store: Store, workdir: Path, run_id: str,
-         progress: Progress, confirmed: bool) -> None:
+         progress: Progress, confirmed: bool, deadline: float | None) -> None:
     stream = open_stream(job, endpoint, store, workdir)
     summary.source_files = list(stream.source.fingerprint)
     summary.source_fingerprint = fingerprint_digest(stream.source.fingerprint)
@@ -90,7 +91,7 @@ def _run(job: JobConfig, endpoint: Endpoint, summary: RunSummary, store: Store, 
         summary.manifest_torn_lines = ledger.torn_lines
         try:
             send_batches(job, endpoint, stream, ledger, summary, dry_run=summary.dry_run, progress=progress,
-                         on_prepared=lambda: _write_plan(store, summary, endpoint, stream))
+                         deadline=deadline, on_prepared=lambda: _write_plan(store, summary, endpoint, stream))
         except InputError as exc:
             if not summary.requests and not summary.batches_by_status.get("dry_run"):
                 raise  # nothing was sent: a plain input error (exit 2)

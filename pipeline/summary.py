@@ -7,6 +7,8 @@ from typing import Any
 
 from pipeline.storage import is_s3
 
+EXIT_OUT_OF_TIME = 75  # sysexits' EX_TEMPFAIL: not finished, try again later
+
 
 @dataclass
 class RunSummary:
@@ -32,6 +34,7 @@ class RunSummary:
     elapsed_seconds: float = 0.0
     estimated_send_seconds: float | None = None
     stopped_reason: str | None = None
+    max_duration_reached: bool = False  # stopped by destination.max_duration / --max-duration: resume to carry on
     manifest_torn_lines: int = 0
     source_fingerprint: str = ""
     source_files: list[dict[str, Any]] = field(default_factory=list)
@@ -41,6 +44,9 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
+        """0 every batch accepted; 75 (EX_TEMPFAIL) out of time, a rerun with the same run id carries on; 1 otherwise."""
+        if self.max_duration_reached:
+            return EXIT_OUT_OF_TIME
         unfinished = sum(n for status, n in self.batches_by_status.items() if status not in ("accepted", "already_accepted", "dry_run"))
         return 1 if unfinished or self.stopped_reason else 0
 

@@ -35,6 +35,8 @@ BASE = "pipeline/endpoints/base.py"
 FAULTS = "tests/integration/test_fault_matrix.py"
 LOST = f"{FAULTS}::test_every_lost_answer_is_flagged_ambiguous_and_nothing_else_is"
 STOP_403 = f"{FAULTS}::test_a_403_stops_the_run_at_its_first_answer"
+PARTNERSHIPS = "tests/integration/test_partnerships.py"
+SHORT_TOKENS = "test_short_lived_tokens_are_exchanged_as_they_expire_and_the_published_limits_hold"
 
 _READ_TIMEOUT = 'return TransientError(f"no answer within the timeout ({name})", may_have_arrived=True)'
 _STOPPING = "RUN_STOPPING_STATUSES = frozenset({401, 403})"
@@ -48,8 +50,8 @@ MUTANTS: list[Mutant] = [
            'return TransientError(f"connection lost before the answer ({name})", may_have_arrived=True)',
            'return TransientError(f"connection lost before the answer ({name})", may_have_arrived=False)', LOST),
     Mutant("M2c", "one request more in flight than the concurrency limit", (
-        Edit("pipeline/http/limits.py", "self._slots = threading.BoundedSemaphore(concurrency)",
-             "self._slots = threading.BoundedSemaphore(concurrency + 1)"),
+        Edit("pipeline/http/limits.py", "self._slots = threading.BoundedSemaphore(limits.concurrency)",
+             "self._slots = threading.BoundedSemaphore(limits.concurrency + 1)"),
         Edit("pipeline/send/dispatch.py", "ThreadPoolExecutor(max_workers=self.concurrency,",
              "ThreadPoolExecutor(max_workers=self.concurrency + 1,"),
     ), ("tests/integration/test_audience_run.py::test_concurrency_is_used_to_the_limit_and_never_beyond",)),
@@ -74,11 +76,10 @@ MUTANTS: list[Mutant] = [
            "return retry_after + self.rng.uniform(0, min(1.0, self.base_delay))", "return jittered",
            "tests/unit/test_retry_and_limits.py::test_retry_after_is_a_floor_and_a_longer_wish_is_not_cut_short"),
     mutant("R2", "a Retry-After holds only the request it answered, not the run's other starts", CLIENT,
-           "self.gate.hold(error.retry_after)", "pass",
+           "                gate.hold(error.retry_after)", "                pass",
            "tests/integration/test_audience_run.py::test_a_retry_after_holds_every_start_of_the_run"),
     mutant("R3", "one start more per window than the rate limit", "pipeline/http/limits.py",
-           "self.capacity = max(1, math.floor(requests_per_second))",
-           "self.capacity = max(1, math.floor(requests_per_second)) + 1",
+           "        self.capacity = capacity\n", "        self.capacity = capacity + 1\n",
            "tests/integration/test_audience_run.py::test_limits_are_never_exceeded"),
     mutant("R4", "one attempt more than retry.max_attempts", "pipeline/http/retry.py",
            "return attempt < self.max_attempts", "return attempt <= self.max_attempts",
@@ -129,8 +130,30 @@ MUTANTS: list[Mutant] = [
            "            if name not in env:\n", "            if False:\n",
            "tests/integration/test_audience_run.py::test_config_and_input_errors_exit_2_and_send_nothing"),
     mutant("C3", "a resume keeps what was accepted for another list", "pipeline/config.py",
-           '    "credentials", "limits",', '    "credentials", "limits", "list",',
+           '    "credentials", "auth_url", "limits",', '    "credentials", "auth_url", "limits", "list",',
            "tests/integration/test_audience_run.py::test_a_run_id_reused_for_another_destination_sends_everything_there"),
+    # The Partnerships API as published.
+    mutant("P1", "an access token is used until it has expired", "pipeline/http/auth.py",
+           "self._refresh_at = asked_at + max(lifetime - self._margin, lifetime / 2)",
+           "self._refresh_at = asked_at + lifetime * 2", f"{PARTNERSHIPS}::{SHORT_TOKENS}"),
+    mutant("P2", "a per-minute limit is kept per second", "pipeline/http/limits.py",
+           "period, rate = minute_seconds(), limits.requests_per_minute", "period, rate = 1.0, limits.requests_per_minute",
+           f"{PARTNERSHIPS}::{SHORT_TOKENS}"),
+    mutant("P3", "--max-duration does not stop the run", "pipeline/send/run.py",
+           "threading.Timer(max(deadline - time.monotonic(), 0.0),", "threading.Timer(max(deadline - time.monotonic(), 0.0) + 3600,",
+           f"{PARTNERSHIPS}::test_max_duration_stops_cleanly_and_the_same_run_id_finishes"),
+    mutant("P4", "an error answer's request id is not kept", CLIENT,
+           'ids = {"request_id": request_id} if (request_id := _request_id(outcome.response)) else {}', "ids = {}",
+           f"{PARTNERSHIPS}::test_request_ids_are_kept_on_success_and_on_error"),
+    mutant("P5", "a lost account-deletion answer is retried blindly instead of read from its operation", CLIENT,
+           "if recover and response is not None and error.may_have_arrived and self._recovered(response, outcome):",
+           "if False:", f"{PARTNERSHIPS}::test_an_account_deletion_whose_answer_is_lost_is_recovered_from_its_operation"),
+    mutant("P6", "a day-old request is trusted to its expired Idempotency-Key", "pipeline/send/resume.py",
+           "if age_hours < key_hours - KEY_SAFETY_HOURS:", "if True:",
+           f"{PARTNERSHIPS}::test_a_resume_after_the_idempotency_key_may_have_expired_says_so"),
+    mutant("P7", "a 401 with exchanged tokens stops the run without trying a fresh token", "pipeline/endpoints/partnerships.py",
+           "if response.status_code == 401 and self.oauth is not None:", "if False:",
+           f"{PARTNERSHIPS}::test_a_refused_token_is_exchanged_once_more_then_the_run_stops"),
     # Normalisation and hashing.
     mutant("N1", "zero-width characters stay inside the hash", "pipeline/prepare/normalise.py",
            "_REMOVED = [*WHITE_SPACE, *ZERO_WIDTH]", "_REMOVED = [*WHITE_SPACE]",

@@ -91,12 +91,12 @@ def shared_limits(limits: Any, settings: dict[str, Any]) -> dict[str, Any]:
     in_flight, per_second = BUDGETS[settings["endpoint"]]
     share = settings["pool_slots"] / settings["pool_size"]
     concurrency = max(1, min(limits.concurrency, int(in_flight * share)))
-    rate = min(limits.requests_per_second, per_second * share)
-    changed = {}
+    rate = min(limits.per_second, per_second * share)
+    changed: dict[str, Any] = {}
     if concurrency != limits.concurrency:
         changed["destination.limits.concurrency"] = concurrency
-    if rate != limits.requests_per_second:
-        changed["destination.limits.requests_per_second"] = rate
+    if rate != limits.per_second:  # the share is set per second, whichever way the job file gave the rate
+        changed |= {"destination.limits.requests_per_second": rate, "destination.limits.requests_per_minute": None}
     if changed:
         log.info(
             "pool share %d/%d slots: at most %d requests in flight and %.2f per second",
@@ -130,9 +130,9 @@ def send_job(settings: dict[str, Any], overrides: dict[str, Any], source_uri: st
     if summary.exit_code:
         message = failure_message(summary, manifest, settings["job_file"])
         log.error("%s", message)
-        if summary.stopped_reason:  # e.g. 401/403: every retry would fail the same way
+        if summary.stopped_reason and not summary.max_duration_reached:  # e.g. 401/403: every retry fails the same way
             raise AirflowFailException(message)
-        raise RuntimeError(message)
+        raise RuntimeError(message)  # a retry (or the next run, for incremental jobs) carries on
     return result
 
 
@@ -143,7 +143,7 @@ def failure_message(summary: Any, manifest: str, job_file: str) -> str:
         f"{left:,} of {summary.identifiers:,} identifiers are not accepted yet (batches: {statuses}); "
         f"manifest: {manifest}. "
     )
-    if summary.stopped_reason:
+    if summary.stopped_reason and not summary.max_duration_reached:
         return message + (f"The run stopped: {summary.stopped_reason}. Fix that, then clear this task: it resumes "
                           f"ledger run {summary.run_id} and skips every batch already accepted.")
     return message + (

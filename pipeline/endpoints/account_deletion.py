@@ -2,7 +2,13 @@
 
 Every request carries an Idempotency-Key derived from (job, run id, account, real or dry run): the same key on
 every retry and on a resumed run, so a lost answer is retried safely, and never shared between a dry run and
-a real one (dry runs burn their keys). Operations whose answer was not final are polled and recorded.
+a real one (dry runs burn their keys). The API keeps a key about 24 hours: a request sent without its answer
+being recorded is written down first, so a resume a day later knows the key no longer protects it.
+
+Every answer names its operation (X-Operation-Id, errors included). An error after which the API may have acted
+(a 5xx) is recovered from that operation when it has finished: `completed` holds the original answer in
+`data.response_body`, `failed` the last error in `data.error`. Accepted requests' operations are polled too, so
+the manifest says how each ended. Polls count against their own published limit (600 a minute).
 """
 
 from __future__ import annotations
@@ -14,10 +20,12 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from pipeline.batching import SUBJECT, WIRE, Batch
-from pipeline.config import AccountDeletionDestination
-from pipeline.endpoints.base import EndpointBase, EndpointSpec, Fetch, HttpRequest, error_detail, json_body, raise_for_status
+from pipeline.config import AccountDeletionDestination, Limits
+from pipeline.endpoints.base import (
+    ERROR_CODE, EndpointBase, EndpointSpec, Fetch, HttpRequest, Recovered, error_detail, json_body,
+)
+from pipeline.endpoints.partnerships import PartnershipsAuth
 from pipeline.errors import SendError, TerminalError
-from pipeline.http.auth import bearer
 from pipeline.prepare.hashing import sha256_hex
 from pipeline.prepare.prepared import RowPlan
 
@@ -26,11 +34,13 @@ if TYPE_CHECKING:
 
 OPERATION_HEADER = "X-Operation-Id"
 REQUEST_HEADER = "X-Partnership-Account-Data-Deletion-Request-Id"
-FINAL_OPERATION_STATES = frozenset({"succeeded", "success", "completed", "failed", "error", "cancelled"})
+COMPLETED, FAILED = "completed", "failed"  # the published operation states are pending | in_progress | completed | failed
+OPERATIONS_RATE = "operations"
+_OPERATION_LIMITS = Limits(batch_size=1, requests_per_minute=600, concurrency=4)  # published: 600 polls a minute
 _KEY_NAMESPACE = uuid.UUID("6f1f5d0e-8b8e-4f55-9f0c-2b0b7a3c9a41")
 _HINTS = {
     400: "the API rejected the request",
-    401: "check the partner API token in destination.credentials.token",
+    401: "check destination.credentials (client_id and client_secret, or token)",
     409: "the Idempotency-Key was already used for a different request (a dry run burns its key)",
 }
 
@@ -47,10 +57,19 @@ class AccountDeletion(EndpointBase):
             one_subject=True,
             needs_whole_set=True,
             status_hints=_HINTS,
+            rates={OPERATIONS_RATE: _OPERATION_LIMITS},
+            idempotency_key_hours=24.0,
         )
         self._base = destination.url
+        self._auth = PartnershipsAuth(destination)
         self._run_scope = ""
         self.poll_interval = 0.5
+
+    def auth_headers(self) -> dict[str, str]:
+        return self._auth.headers()
+
+    def refresh_credentials(self) -> bool:
+        return self._auth.refresh()
 
     def row_plan(self, columns: dict[str, str]) -> RowPlan:
         account = pl.col("account_id")
@@ -73,7 +92,6 @@ class AccountDeletion(EndpointBase):
     def build_request(self, batch: Batch) -> HttpRequest:
         (account_id,) = batch.identifiers
         headers = {
-            **bearer(self.destination.credentials.token),
             "X-Platform-Parent-Account-Id": self.destination.parent_account_id,
             "Idempotency-Key": self.idempotency_key(account_id),
             "Accept": "application/json",
@@ -89,44 +107,54 @@ class AccountDeletion(EndpointBase):
                 f"{self.destination.parent_account_id} does not own this account, or it does not exist",
                 http_status=response.status_code,
             )
-        raise_for_status(response, self.spec)
+        self._auth.raise_for_status(response, self.spec)
 
     def read_response(self, response: requests.Response) -> dict[str, Any]:
         self.check_status(response)
-        body = json_body(response)
-        ids: dict[str, Any] = {}
-        if isinstance(body, dict):
-            if isinstance(body.get("request_id"), str):
-                ids["request_id"] = body["request_id"]
-            data = body.get("data")
-            if isinstance(data, dict):
-                for key in ("requestId", "downstreamRequestId"):
-                    if isinstance(data.get(key), str):
-                        ids[key] = data[key]
-        for header, key in ((OPERATION_HEADER, "operationId"), (REQUEST_HEADER, REQUEST_HEADER)):
-            if response.headers.get(header):
-                ids[key] = response.headers[header]
-        return ids
+        return _answer_ids(json_body(response), response.headers)
 
     def after_accept(self, batch: Batch, ids: dict[str, Any], fetch: Fetch) -> tuple[dict[str, Any], dict[str, Any]]:
         operation_id = ids.get("operationId")
         if not operation_id:
             return ids, {"operation_status": "none (dry run)" if self.destination.dry_run else "no operation id"}
+        try:
+            operation = self._await_operation(operation_id, fetch)
+        except SendError as exc:
+            return ids, {"operation_status": "unknown", "operation_note": str(exc)}
+        return ids, {"operation_status": operation.get("status", "unknown")} | _operation_error(operation)
+
+    def recover(self, response: requests.Response, fetch: Fetch) -> Recovered | None:
+        operation_id = response.headers.get(OPERATION_HEADER)
+        if not operation_id:
+            return None
+        try:
+            operation = self._await_operation(operation_id, fetch)
+        except SendError:
+            return None  # the operation cannot be read now: retry with the same key, as without one
+        if operation.get("status") == FAILED:
+            code = _operation_error(operation).get("operation_error", "no error code")
+            raise TerminalError(f"HTTP {response.status_code}; operation {operation_id} failed ({code})",
+                                http_status=response.status_code)
+        answer = operation.get("response_body")
+        if operation.get("status") != COMPLETED or not isinstance(answer, dict):
+            return None  # still running: the retry's answer (the key replays it) will say
+        ids = {**_answer_ids(answer, {}), "operationId": operation_id}
+        status = answer.get("status") if isinstance(answer.get("status"), int) else None
+        return Recovered(ids, status, {"operation_status": COMPLETED, "recovered_from_operation": operation_id,
+                                       "http_status_seen": response.status_code})
+
+    def _await_operation(self, operation_id: str, fetch: Fetch) -> dict[str, Any]:
+        """The operation's `data`, polled until it is completed or failed, or operation_poll_seconds have passed."""
         deadline = time.monotonic() + self.destination.operation_poll_seconds
-        status = "unknown"
         while True:
-            try:
-                status = operation_status(json_body(fetch(self.operation_request(operation_id))))
-            except SendError as exc:
-                return ids, {"operation_status": "unknown", "operation_note": str(exc)}
-            if status.lower() in FINAL_OPERATION_STATES or time.monotonic() >= deadline:
-                return ids, {"operation_status": status}
+            operation = operation_data(json_body(fetch(self.operation_request(operation_id))))
+            if operation.get("status") in (COMPLETED, FAILED) or time.monotonic() >= deadline:
+                return operation
             time.sleep(self.poll_interval)
 
     def operation_request(self, operation_id: str) -> HttpRequest:
-        headers = {**bearer(self.destination.credentials.token), "X-Platform-Parent-Account-Id": self.destination.parent_account_id,
-                   "Accept": "application/json"}
-        return HttpRequest("GET", f"{self._base}/v1/partnership/operations/{operation_id}", headers)
+        headers = {"X-Platform-Parent-Account-Id": self.destination.parent_account_id, "Accept": "application/json"}
+        return HttpRequest("GET", f"{self._base}/v1/partnership/operations/{operation_id}", headers, rate=OPERATIONS_RATE)
 
     def counts_for_resume(self, record: dict[str, Any]) -> bool:
         # A dry run's acceptance deletes nothing: it never stands in for the real request.
@@ -137,12 +165,30 @@ class AccountDeletion(EndpointBase):
         return {"account_id": account_id, "idempotency_key": self.idempotency_key(account_id), "dry_run_request": self.destination.dry_run}
 
 
-def operation_status(body: Any) -> str:
-    """The operations resource is not documented: read `data.status`, else `status` when it is a word."""
+def operation_data(body: Any) -> dict[str, Any]:
+    """The operation resource's `data` (status, response_body, error), or {} when the answer has none."""
+    data = body.get("data") if isinstance(body, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
+def _answer_ids(body: Any, headers: Any) -> dict[str, Any]:
+    """The IDs of a write's answer: the envelope's request id, data.requestId and downstreamRequestId, and the
+    operation and request id headers."""
+    ids: dict[str, Any] = {}
     if isinstance(body, dict):
+        if isinstance(body.get("request_id"), str):
+            ids["request_id"] = body["request_id"]
         data = body.get("data")
-        if isinstance(data, dict) and isinstance(data.get("status"), str):
-            return data["status"]
-        if isinstance(body.get("status"), str):
-            return body["status"]
-    return "unknown"
+        if isinstance(data, dict):
+            ids |= {key: data[key] for key in ("requestId", "downstreamRequestId") if isinstance(data.get(key), str)}
+    for header, key in ((OPERATION_HEADER, "operationId"), (REQUEST_HEADER, REQUEST_HEADER)):
+        if headers.get(header):
+            ids[key] = headers[header]
+    return ids
+
+
+def _operation_error(operation: dict[str, Any]) -> dict[str, str]:
+    """A failed operation's error code (`data.error`), never its free text: it may echo the request."""
+    error = operation.get("error")
+    code = (error.get("error") or error.get("code")) if isinstance(error, dict) else error
+    return {"operation_error": code} if isinstance(code, str) and ERROR_CODE.match(code) else {}

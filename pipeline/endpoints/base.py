@@ -29,6 +29,16 @@ class HttpRequest:
     headers: dict[str, str] = field(default_factory=dict)
     json: Any = None
     params: dict[str, str] | None = None
+    rate: str | None = None  # which of the endpoint's limits it counts against: None, the writes'; else EndpointSpec.rates
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """The outcome of a request whose answer was lost, learnt another way (e.g. from the operation it started)."""
+
+    ids: dict[str, Any]
+    http_status: int | None
+    notes: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,10 @@ class EndpointSpec:
     one_subject: bool = False  # one identifier per request: the manifest keys it by `subject`
     needs_whole_set: bool = False  # read the whole source before the first request (e.g. a count that needs --yes)
     status_hints: dict[int, str] = field(default_factory=dict)
+    rates: dict[str, Limits] = field(default_factory=dict)  # limits of other requests than the writes (e.g. polls)
+    # How long the API keeps an Idempotency-Key (None: no key). A request sent without its answer being recorded
+    # is then recorded as sending, so a resume knows whether the key still protects it.
+    idempotency_key_hours: float | None = None
 
 
 Fetch = Callable[[HttpRequest], "requests.Response"]
@@ -120,6 +134,11 @@ class EndpointBase:
         """(ids, notes for the manifest) once a request is accepted: e.g. look up an ID the answer lacked."""
         return ids, {}
 
+    def recover(self, response: requests.Response, fetch: Fetch) -> Recovered | None:
+        """An error answer after which the API may have acted (a 5xx): its real outcome, when the API can tell
+        (raise TerminalError for a request it refused); None to retry as usual."""
+        return None
+
 
 Endpoint = EndpointBase
 
@@ -138,7 +157,26 @@ def raise_for_status(response: requests.Response, spec: EndpointSpec) -> None:
     raise TerminalError(message, http_status=status, stops_run=status in RUN_STOPPING_STATUSES)
 
 
-_ERROR_CODE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+REQUEST_ID_HEADER = "X-Request-Id"
+
+
+def request_id_of(response: requests.Response) -> str | None:
+    """The id the API gave this answer (what its support asks for): the X-Request-Id header, or the envelope's
+    `request_id` (Partnerships answers, errors included)."""
+    header = response.headers.get(REQUEST_ID_HEADER)
+    if header:
+        return header
+    if "json" not in response.headers.get("Content-Type", ""):
+        return None
+    body = json_body(response)
+    value = body.get("request_id") if isinstance(body, dict) else None
+    return value if isinstance(value, str) and _REQUEST_ID.match(value) else None
+
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # an id, never free text that could echo the input
+
+
+ERROR_CODE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")  # UNAUTHORIZED_ACCOUNT: a name, never free text
 
 
 def error_detail(response: requests.Response) -> str:
@@ -150,7 +188,7 @@ def error_detail(response: requests.Response) -> str:
     if isinstance(body, dict):
         error = body.get("error")
         name = error.get("error") if isinstance(error, dict) else error
-        if isinstance(name, str) and _ERROR_CODE.match(name):
+        if isinstance(name, str) and ERROR_CODE.match(name):
             return name
     return ""
 

@@ -3,7 +3,8 @@
 NETWORK_OPT_OUT takes exactly one of email or phone; NETWORK_DATA_DELETION exactly one of email or
 sha256Email (base64 digest). A deletion already implies suppression, so an opt-out for a subject that is
 also being deleted in the same run is dropped (superseded). There is no Idempotency-Key: a lost answer is
-retried after backoff and flagged ambiguous.
+retried after backoff and flagged ambiguous. The whole file is prepared before the first request (the supersede
+needs it anyway), so a run knows from its start how long it will take at the published 10 requests a minute.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import polars as pl
 
 from pipeline.batching import SUBJECT, WIRE, Batch
 from pipeline.config import NetworkPrivacyDestination
-from pipeline.endpoints.base import EndpointBase, EndpointSpec, HttpRequest, json_body, raise_for_status
-from pipeline.http.auth import bearer
+from pipeline.endpoints.base import EndpointBase, EndpointSpec, HttpRequest, json_body
+from pipeline.endpoints.partnerships import PartnershipsAuth
 from pipeline.prepare.hashing import hex_to_base64, prehashed_to_hex, sha256_hex
 from pipeline.prepare.normalise import normalise_phone
 from pipeline.prepare.prepared import RowPlan
@@ -30,8 +31,8 @@ REQUEST_ID_HEADER = "X-Network-Privacy-Request-Id"
 _WIRE_KEYS = {"email": "email", "phone": "phone", "sha256": "sha256Email"}
 _HINTS = {
     400: "the API rejected the request (identifier rules or format)",
-    401: "check the partner API token in destination.credentials.token",
-    403: "the token is not allowed to act for this parent account",
+    401: "check destination.credentials (client_id and client_secret, or token)",
+    403: "the credentials are not allowed to act for this parent account",
 }
 
 
@@ -45,11 +46,22 @@ class NetworkPrivacy(EndpointBase):
             identifier_role="subject",
             limits=destination.effective_limits,
             one_subject=True,
+            needs_whole_set=True,
             status_hints=_HINTS,
         )
         self._url = destination.url + PATH
-        self._headers = {**bearer(destination.credentials.token), "Content-Type": "application/json", "Accept": "application/json"}
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        self._auth = PartnershipsAuth(destination)
         self._columns = columns
+
+    def auth_headers(self) -> dict[str, str]:
+        return self._auth.headers()
+
+    def refresh_credentials(self) -> bool:
+        return self._auth.refresh()
+
+    def check_status(self, response: requests.Response) -> None:
+        self._auth.raise_for_status(response, self.spec)
 
     def row_plan(self, columns: dict[str, str]) -> RowPlan:
         identifiers = [role for role in ("email", "phone", "sha256") if role in columns]
@@ -99,7 +111,7 @@ class NetworkPrivacy(EndpointBase):
         return HttpRequest("POST", self._url, self._headers, json=body, params={"parent_account_id": self.destination.parent_account_id})
 
     def read_response(self, response: requests.Response) -> dict[str, Any]:
-        raise_for_status(response, self.spec)
+        self.check_status(response)
         ids: dict[str, Any] = {}
         body = json_body(response)
         if isinstance(body, dict) and isinstance(body.get("requestId"), str):

@@ -37,15 +37,20 @@ _TOKEN_ATTEMPTS = 4
 class OAuthClientCredentials:
     """OAuth 2.0 client credentials with a cached token, refreshed shortly before it expires.
 
-    One instance per run, shared by all workers: the token is fetched once per hour of work, not per request.
-    The token and the app secret are never logged and never leave this object except in a header.
+    One instance per run, shared by all workers: the token is fetched once per lifetime, not per request. The
+    client's id and secret go in a Basic header (`in_form=False`, the Data Deletion API) or in the form (the
+    Partnerships API). The token and the secret are never logged and never leave this object except in a request.
+    `names` says which job keys hold them, for the message when they are refused.
     """
 
     def __init__(self, token_url: str, app_id: SecretStr, app_secret: SecretStr, *, timeout: float = 30.0,
-                 refresh_margin: float = 300.0, clock=time.monotonic, sleep=time.sleep, session: requests.Session | None = None):
+                 refresh_margin: float = 300.0, in_form: bool = False, names: str = "app_id and app_secret",
+                 clock=time.monotonic, sleep=time.sleep, session: requests.Session | None = None):
         self._token_url = token_url
         self._app_id = app_id
         self._app_secret = app_secret
+        self._in_form = in_form
+        self._names = names
         self._timeout = timeout
         self._margin = refresh_margin
         self._clock = clock
@@ -62,9 +67,10 @@ class OAuthClientCredentials:
     def token(self) -> str:
         with self._lock:
             if self._token is None or self._clock() >= self._refresh_at:
+                asked_at = self._clock()  # the token's lifetime runs from before the request, to be safe
                 self._token, lifetime = self._fetch()
                 # Refresh a margin before expiry, but never sooner than halfway through a short-lived token.
-                self._refresh_at = self._clock() + max(lifetime - self._margin, lifetime / 2)
+                self._refresh_at = asked_at + max(lifetime - self._margin, lifetime / 2)
             return self._token
 
     def invalidate(self) -> None:
@@ -79,19 +85,14 @@ class OAuthClientCredentials:
         last_problem = "no answer"
         for attempt in range(1, _TOKEN_ATTEMPTS + 1):
             try:
-                response = self._session.post(
-                    self._token_url,
-                    headers={**basic_key_pair(self._app_id, self._app_secret), "Accept": "application/json"},
-                    data={"grant_type": "client_credentials"},
-                    timeout=(10.0, self._timeout),
-                )
+                response = self._session.post(self._token_url, **self._request(), timeout=(10.0, self._timeout))
             except requests.RequestException as exc:
                 last_problem = type(exc).__name__
             else:
                 if response.status_code in (400, 401, 403):
                     raise TerminalError(
                         f"the OAuth token request was refused (HTTP {response.status_code}): check "
-                        "destination.credentials app_id and app_secret", http_status=response.status_code, stops_run=True,
+                        f"destination.credentials {self._names}", http_status=response.status_code, stops_run=True,
                     )
                 if response.ok:
                     try:
@@ -113,3 +114,10 @@ class OAuthClientCredentials:
                 self._sleep(min(4.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
         # Nothing of the request this token was for has been sent: a retry of it can never duplicate anything.
         raise TransientError(f"could not get an OAuth token: {last_problem}", may_have_arrived=False)
+
+    def _request(self) -> dict[str, dict[str, str]]:
+        form = {"grant_type": "client_credentials"}
+        if self._in_form:
+            form |= {"client_id": self._app_id.get_secret_value(), "client_secret": self._app_secret.get_secret_value()}
+            return {"headers": {"Accept": "application/json"}, "data": form}
+        return {"headers": {**basic_key_pair(self._app_id, self._app_secret), "Accept": "application/json"}, "data": form}

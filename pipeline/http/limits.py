@@ -3,11 +3,50 @@
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections import deque
 from contextlib import contextmanager
 from typing import Iterator
+
+from pipeline.config import Limits
+from pipeline.durations import describe_duration
+
+
+def minute_seconds() -> float:
+    """How long a minute of a per-minute limit lasts: 60 s, unless the test suite shortens it (with the sandbox's
+    --minute-seconds) to run a per-minute endpoint's behaviour in seconds. Read when a run builds its limits."""
+    return float(os.environ.get(TEST_MINUTE_SECONDS, 60.0))
+
+
+TEST_MINUTE_SECONDS = "ROKT_PIPELINE_TEST_MINUTE_SECONDS"
+
+
+def rate_window(limits: Limits) -> tuple[int, float]:
+    """(starts, seconds): at most `starts` request starts in any window of `seconds`, the way a server counts.
+
+    4/s is 4 starts in any second, not one every 250 ms; 1.5/s is one per second (never two within one second);
+    10/min is 10 starts in any minute.
+    """
+    if limits.requests_per_minute is not None:
+        period, rate = minute_seconds(), limits.requests_per_minute
+    else:
+        assert limits.requests_per_second is not None
+        period, rate = 1.0, limits.requests_per_second
+    capacity = max(1, math.floor(rate))
+    return capacity, max(period, capacity * period / rate)
+
+
+def send_seconds(requests: int, limits: Limits) -> float:
+    """How long `requests` requests take at the configured rate (not counting answers slower than it)."""
+    return round(max(requests, 0) / limits.per_second, 1)
+
+
+def describe_send_time(requests: int, limits: Limits) -> str:
+    """'1,000 requests at 10/min: about 1 h 40 min'."""
+    noun = "request" if requests == 1 else "requests"
+    return f"{requests:,} {noun} at {limits.describe_rate()}: about {describe_duration(send_seconds(requests, limits))}"
 
 
 class SlidingWindowRateLimiter:
@@ -24,10 +63,9 @@ class SlidingWindowRateLimiter:
     rate, which is cheaper than one 429 and its Retry-After.
     """
 
-    def __init__(self, requests_per_second: float, margin: float = 0.05, clock=time.monotonic, sleep=time.sleep):
-        self.capacity = max(1, math.floor(requests_per_second))
-        # At least a second: 1.5/s allows one start per second, never two within one second.
-        self.window = max(1.0, self.capacity / requests_per_second) + margin
+    def __init__(self, capacity: int, window: float, margin: float = 0.05, clock=time.monotonic, sleep=time.sleep):
+        self.capacity = capacity
+        self.window = window + margin
         self._starts: deque[float] = deque()
         self._not_before = 0.0  # a server's Retry-After holds every start of the run, not only the retry's
         self._lock = threading.Lock()
@@ -55,6 +93,12 @@ class SlidingWindowRateLimiter:
             else:
                 stop.wait(wait)  # woken at once by a stop, which the loop then sees
 
+    def seed(self, seconds_ago: list[float]) -> None:
+        """Count starts made before this limiter existed (an earlier attempt of the run, moments ago)."""
+        with self._lock:
+            now = self._clock()
+            self._starts = deque(sorted([*self._starts, *(now - ago for ago in seconds_ago if 0 <= ago < self.window)]))
+
     def hold(self, seconds: float) -> None:
         """No start for `seconds` from now (a 429 or 503 with Retry-After speaks for the whole account)."""
         with self._lock:
@@ -64,9 +108,9 @@ class SlidingWindowRateLimiter:
 class RequestGate:
     """Every attempt passes here: it holds a concurrency slot for the whole request and takes a rate start."""
 
-    def __init__(self, requests_per_second: float, concurrency: int):
-        self._slots = threading.BoundedSemaphore(concurrency)
-        self._rate = SlidingWindowRateLimiter(requests_per_second)
+    def __init__(self, limits: Limits):
+        self._slots = threading.BoundedSemaphore(limits.concurrency)
+        self._rate = SlidingWindowRateLimiter(*rate_window(limits))
 
     @contextmanager
     def slot(self, stop: threading.Event | None = None) -> Iterator[bool]:
@@ -76,3 +120,6 @@ class RequestGate:
 
     def hold(self, seconds: float) -> None:
         self._rate.hold(seconds)
+
+    def seed(self, seconds_ago: list[float]) -> None:
+        self._rate.seed(seconds_ago)

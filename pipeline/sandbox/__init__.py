@@ -1,5 +1,4 @@
-"""A local emulator of every Rokt endpoint in the contract, with fault injection. Never production."""
+"""A local emulator of every Rokt endpoint in the contract, with fault injection. Never production.
 
-from pipeline.sandbox.server import Sandbox
-
-__all__ = ["Sandbox"]
+`pipeline.sandbox.server.Sandbox` runs one in a thread; `rokt-pipeline sandbox` serves one as a process.
+"""

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 # kinds: none (a placeholder in a script: this request is served normally), status (with status and optional retry_after: seconds or "date"), slow (delay_seconds, after acting),
-# reset_before (connection dropped before acting), reset_after (acted, then dropped), malformed (acted, bad body)
-KINDS = ("none", "status", "slow", "reset_before", "reset_after", "malformed")
+# reset_before (connection dropped before acting), reset_after (acted, then dropped), malformed (acted, bad body),
+# error_after (acted, then answered `status`, default 504, as a gateway that lost the answer: only its X- headers kept)
+KINDS = ("none", "status", "slow", "reset_before", "reset_after", "malformed", "error_after")
 
 
 @dataclass(frozen=True)

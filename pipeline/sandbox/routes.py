@@ -37,10 +37,15 @@ class Route:
     pattern: re.Pattern[str]
     family: str
     handler: Callable[[Call], Reply]
+    # Whose limits a request counts against, when they are published per credential (None: the family's).
+    principal: Callable[[Call], str | None] | None = None
+    # How every answer of the route is shaped, the server's own (429, injected faults) included.
+    shape: Callable[[Reply], Reply] | None = None
 
 
-def route(method: str, path_regex: str, family: str, handler: Callable[[Call], Reply]) -> Route:
-    return Route(method, re.compile(f"^{path_regex}$"), family, handler)
+def route(method: str, path_regex: str, family: str, handler: Callable[[Call], Reply], *,
+          principal: Callable[[Call], str | None] | None = None, shape: Callable[[Reply], Reply] | None = None) -> Route:
+    return Route(method, re.compile(f"^{path_regex}$"), family, handler, principal, shape)
 
 
 def error_reply(status: int, message: str) -> Reply:

@@ -77,22 +77,25 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, candidate: Route, call: Call, arrived: float) -> None:
         state, family = self.server.state, candidate.family
-        violation = state.enter(family, arrived)
+        principal = candidate.principal(call) if candidate.principal else None
+        violation = state.enter(family, arrived, principal)
         left = False
+        shape = candidate.shape or (lambda reply: reply)
 
         def leave() -> None:
             # Exactly once per request, before the client can see an answer (or a reset) and start the next.
             nonlocal left
             if not left:
                 left = True
-                state.leave(family)
+                state.leave(family, principal)
 
         # Which batch or subject this attempt carried: tests join attempts to manifest lines by it.
         attempt = {"family": family, "method": call.method, **attempt_key(call)}
         try:
             if violation:
                 state.record_attempt({**attempt, "status": 429, "fault": "limit"})
-                self._send(Reply(429, {"error": "Too Many Requests", "detail": violation}, {"Retry-After": "1"}), before_send=leave)
+                self._send(shape(Reply(429, {"error": "Too Many Requests", "detail": violation}, {"Retry-After": "1"})),
+                           before_send=leave)
                 return
             fault = self.server.faults.next_fault(family, call.method)
             latency = self.server.faults.latency(family)
@@ -104,7 +107,7 @@ class _Handler(BaseHTTPRequestHandler):
                     leave()
                     self._reset()
                     return
-                self._send(_fault_reply(fault, call), before_send=leave)
+                self._send(shape(_fault_reply(fault, call)), before_send=leave)
                 return
             reply = candidate.handler(call)
             if reply.status == 400:
@@ -118,7 +121,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             if fault and fault.kind == "malformed":
                 reply = Reply(reply.status, "{not json", {"Content-Type": "application/json"})
-            self._send(reply, before_send=leave)
+            if fault and fault.kind == "error_after":  # acted, then a gateway lost the answer: only its X- headers stay
+                kept = {name: value for name, value in reply.headers.items() if name.lower().startswith("x-")}
+                reply = shape(Reply(fault.status or 504, {"error": "Gateway Timeout"}, kept))
+            self._send(shape(reply), before_send=leave)
         except Exception:
             log.exception("sandbox handler failed")
             leave()
@@ -146,13 +152,16 @@ class _Handler(BaseHTTPRequestHandler):
             return Reply(200, {"clock": state.now()})
         if path == "/_sandbox/config" and method == "POST":
             for family, options in json.loads(body or b"{}").items():
+                if family == "minute_seconds":  # how long a per-minute limit's minute lasts (tests shorten it)
+                    state.minute_seconds = float(options)
+                    continue
                 if family not in state.extensions:
                     return Reply(400, {"error": f"no configurable family {family!r}"})
                 state.extensions[family].configure(options)
             return Reply(200, {"ok": True})
         if path == "/_sandbox/limits" and method == "POST":
             for family, values in json.loads(body or b"{}").items():
-                state.limits[family] = FamilyLimits(float(values["requests_per_second"]), int(values["concurrency"]))
+                state.limits[family] = FamilyLimits.parse(values)
             return Reply(200, {"ok": True})
         return Reply(404, {"error": f"no admin route {method} {path}"})
 
@@ -197,8 +206,9 @@ class Sandbox:
     """A sandbox in a background thread: `with Sandbox() as sandbox: sandbox.url`."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, credentials: Credentials | None = None,
-                 limits: dict[str, FamilyLimits] | None = None, keep_identifiers: bool = True):
-        self.state = SandboxState(limits or DEFAULT_LIMITS, credentials or Credentials(), keep_identifiers, EXTENSIONS)
+                 limits: dict[str, FamilyLimits] | None = None, keep_identifiers: bool = True, minute_seconds: float = 60.0):
+        self.state = SandboxState(limits or DEFAULT_LIMITS, credentials or Credentials(), keep_identifiers, EXTENSIONS,
+                                  minute_seconds)
         self.faults = FaultPlan()
         self.server = SandboxHTTPServer((host, port), self.state, self.faults)
         self._thread = threading.Thread(target=self.server.serve_forever, name="sandbox", daemon=True)

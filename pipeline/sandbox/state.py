@@ -9,31 +9,30 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from pipeline.sandbox.credentials import Credentials
+
 
 @dataclass(frozen=True)
 class FamilyLimits:
-    requests_per_second: float
-    concurrency: int
+    """What the sandbox enforces for a family: starts per second or per minute (the published way), in flight."""
 
+    requests_per_second: float | None = None
+    concurrency: int = 1
+    requests_per_minute: float | None = None
 
-@dataclass(frozen=True)
-class Credentials:
-    public_key: str = "rpub-sandbox"
-    secret_key: str = "rsec-sandbox"
-    legacy_api_key: str = "sandbox-legacy-api-key"
-    app_id: str = "sandbox-app-id"
-    app_secret: str = "sandbox-app-secret"
-    webhook_api_key: str = "sandbox-webhook-api-key"
-    partner_token: str = "sandbox-partner-token"
+    def window(self, minute_seconds: float) -> tuple[int, float]:
+        """(starts, seconds): at most this many starts in any window this long."""
+        period, rate = (1.0, self.requests_per_second) if self.requests_per_second else (minute_seconds, self.requests_per_minute)
+        assert rate, "a family's limits need requests_per_second or requests_per_minute"
+        capacity = max(1, math.floor(rate))
+        return capacity, max(period, capacity * period / rate)
 
-    def as_environment(self, parent_account_id: str = "1000000000000000001") -> dict[str, str]:
-        """The ${VAR}s the example job files read, set to this sandbox's credentials (demo and tests)."""
-        return {
-            "ROKT_PUBLIC_KEY": self.public_key, "ROKT_SECRET_KEY": self.secret_key,
-            "ROKT_LEGACY_API_KEY": self.legacy_api_key, "ROKT_APP_ID": self.app_id, "ROKT_APP_SECRET": self.app_secret,
-            "ROKT_WEBHOOK_API_KEY": self.webhook_api_key, "ROKT_PARTNER_TOKEN": self.partner_token,
-            "ROKT_PARENT_ACCOUNT_ID": parent_account_id,
-        }
+    @classmethod
+    def parse(cls, values: dict[str, Any]) -> FamilyLimits:
+        """From the admin API's JSON: {"requests_per_second" or "requests_per_minute": n, "concurrency": n}."""
+        minute = values.get("requests_per_minute")
+        return cls(None if minute else float(values["requests_per_second"]), int(values["concurrency"]),
+                   float(minute) if minute else None)
 
 
 # Arrival jitter the sandbox forgives when counting starts per window: a compliant client's requests can reach
@@ -58,12 +57,16 @@ class FamilyCounters:
 
 class SandboxState:
     def __init__(self, limits: dict[str, FamilyLimits], credentials: Credentials, keep_identifiers: bool = True,
-                 extensions: dict[str, Callable[["SandboxState"], Any]] | None = None):
+                 extensions: dict[str, Callable[["SandboxState"], Any]] | None = None, minute_seconds: float = 60.0):
         self.lock = threading.Lock()
         self._extension_factories = dict(extensions or {})
         self._default_limits = dict(limits)
         self.credentials = credentials
         self.keep_identifiers = keep_identifiers
+        # How long a per-minute limit's minute lasts: 60 s, or shorter for tests (the client must be told the same:
+        # ROKT_PIPELINE_TEST_MINUTE_SECONDS).
+        self._default_minute_seconds = minute_seconds
+        self.extension_defaults: dict[str, dict[str, Any]] = {}  # options each store starts with (the command line's)
         self.reset()
 
     def reset(self) -> None:
@@ -75,8 +78,11 @@ class SandboxState:
             self.counters: dict[str, FamilyCounters] = {}
             self.sequence = 0
             self.clock_offset = 0.0
+            self.minute_seconds = self._default_minute_seconds
         # Per-family stores (deletion tasks, issued tokens): built outside the lock, they may read the clock.
         self.extensions: dict[str, Any] = {name: make(self) for name, make in self._extension_factories.items()}
+        for name, options in self.extension_defaults.items():
+            self.extensions[name].configure(options)
 
     def now(self) -> float:
         """Wall-clock seconds, shifted by POST /_sandbox/clock so tests can skip days of a lifecycle."""
@@ -86,23 +92,24 @@ class SandboxState:
         with self.lock:
             self.clock_offset += seconds
 
-    def enter(self, family: str, arrived: float | None = None) -> str | None:
+    def enter(self, family: str, arrived: float | None = None, principal: str | None = None) -> str | None:
         """Count a request's start; return a violation description when it breaks the family's limits.
 
         A start is the request's arrival (`arrived`, taken when its headers were read), the way a gateway's rate
         limiter counts: not when a 6 MB body has finished uploading, which depends on how busy both ends are.
-        Requests are counted in arrival order even when a slower body makes one reach this point later.
+        Requests are counted in arrival order even when a slower body makes one reach this point later. Limits
+        published per credential (Partnerships) are counted per `principal`: every client using it shares them.
         """
         at = time.monotonic() if arrived is None else arrived
         limits = self.limits.get(family)
         with self.lock:
-            counters = self.counters.setdefault(family, FamilyCounters())
+            counters = self.counters.setdefault(family if principal is None else f"{family}:{principal}", FamilyCounters())
             counters.in_flight += 1
             counters.max_in_flight = max(counters.max_in_flight, counters.in_flight)
             violation = None
             if limits is not None:
-                capacity = max(1, math.floor(limits.requests_per_second))
-                window = max(1.0, capacity / limits.requests_per_second) - JITTER_ALLOWANCE_SECONDS
+                capacity, window = limits.window(self.minute_seconds)
+                window -= JITTER_ALLOWANCE_SECONDS
                 bisect.insort(counters.starts, at)
                 # Older starts can no longer share a window with this one or with any later arrival.
                 del counters.starts[:bisect.bisect_left(counters.starts, at - 2 * window)]
@@ -116,9 +123,9 @@ class SandboxState:
                 self.violations.append({"family": family, "violation": violation, "at": time.time()})
             return violation
 
-    def leave(self, family: str) -> None:
+    def leave(self, family: str, principal: str | None = None) -> None:
         with self.lock:
-            self.counters[family].in_flight -= 1
+            self.counters[family if principal is None else f"{family}:{principal}"].in_flight -= 1
 
     def record_attempt(self, entry: dict[str, Any]) -> None:
         with self.lock:
@@ -144,6 +151,7 @@ class SandboxState:
                     for name, c in self.counters.items()
                 },
                 "limits": {name: vars(limits) for name, limits in self.limits.items()},
+                "minute_seconds": self.minute_seconds,
                 "clock": self.now(),
                 **{name: store.snapshot() for name, store in self.extensions.items()},
             }

@@ -9,7 +9,7 @@ from pipeline import faultpoints
 from pipeline.batching import Batch
 from pipeline.endpoints.base import Endpoint
 from pipeline.errors import SendError
-from pipeline.ledger import LedgerBase, utc_now
+from pipeline.ledger import LedgerBase
 from pipeline.progress import Progress
 from pipeline.send.lines import ManifestLines
 from pipeline.send.resume import Resume
@@ -25,10 +25,10 @@ class BatchSender:
     """What each sending thread does with the batch it is handed. One per run, shared by the threads."""
 
     def __init__(self, sender: Sender, endpoint: Endpoint, ledger: LedgerBase, lines: ManifestLines, resume: Resume,
-                 tally: Tally, progress: Progress, *, records_sending: bool):
+                 tally: Tally, progress: Progress, *, tracks_sending: bool):
         self.sender, self.endpoint, self.ledger, self.lines = sender, endpoint, ledger, lines
         self.resume, self.tally, self.progress = resume, tally, progress
-        self.records_sending = records_sending
+        self.tracks_sending = tracks_sending
         self._unrecorded_noted = False
 
     def send(self, batch: Batch) -> None:
@@ -40,13 +40,12 @@ class BatchSender:
             # slot): on Ctrl-C polars raises KeyboardInterrupt in the thread it runs in, and a digest computed after
             # the answer lost that answer's manifest line (1 run in 25 of test_interrupt's mid-run case).
             batch.digest  # noqa: B018  (computed and cached here, for the reason above)
-            started_at = utc_now()
-            delivery = self.sender.deliver(self.endpoint.build_request(batch), self._before_first_send(batch, started_at))
+            delivery = self.sender.deliver(self.endpoint.build_request(batch), self._before_first_send(batch))
             if delivery.status == "not_sent":  # the run stopped while this request waited for its turn
                 self.tally.count("not_sent")
                 return
             faultpoints.reached("after_answer")
-            self._record(batch, started_at, delivery)
+            self._record(batch, delivery)
         except Exception as exc:  # e.g. the manifest cannot be written: queued batches must not go out unrecorded
             self.sender.stop(f"a send failed unexpectedly ({type(exc).__name__}); queued batches were not sent")
             raise
@@ -54,22 +53,24 @@ class BatchSender:
             self.sender.stop("interrupted")
             self.tally.count("not_sent")
 
-    def _before_first_send(self, batch: Batch, started_at: str) -> Callable[[], None] | None:
+    def _before_first_send(self, batch: Batch) -> Callable[[str], None] | None:
         """Not idempotent: the request's sending is recorded before its first byte, so a resume after a crash in
         between knows the API may have acted on it already."""
-        if not self.records_sending:
+        if not self.tracks_sending:
             return None
-        return lambda: self.ledger.append(self.lines.sending(batch, started_at))
+        return lambda started_at: self.ledger.append(self.lines.sending(batch, started_at))
 
-    def _record(self, batch: Batch, started_at: str, delivery: Delivery) -> None:
+    def _record(self, batch: Batch, delivery: Delivery) -> None:
         if delivery.status == "accepted":
-            delivery.ids, delivery.notes = self._completed_ids(batch, delivery)
-        earlier = self.resume.sent_unrecorded(batch)
+            delivery.ids, notes = self._completed_ids(batch, delivery)
+            delivery.notes = {**delivery.notes, **notes}
+        earlier = self.resume.earlier_attempt(batch)
         if earlier is not None:  # sent before under this run id, and the process died before the answer was kept
-            delivery.ambiguous = True
-            delivery.notes = {**delivery.notes, "earlier_attempt_unrecorded": earlier}
+            ambiguous, notes = earlier
+            delivery.ambiguous = delivery.ambiguous or ambiguous
+            delivery.notes = {**delivery.notes, **notes}
         self.tally.delivered(batch.records, delivery)  # before the ledger write: nothing sent passes for unsent
-        line = self.lines.outcome(batch, started_at, delivery)
+        line = self.lines.outcome(batch, delivery)
         self.ledger.append(line)
         faultpoints.reached("after_ledger")
         self.progress.batch_done(line)
@@ -98,8 +99,13 @@ class BatchSender:
             return
         self._unrecorded_noted = True
         since = min(unrecorded.values())
+        if self.endpoint.spec.idempotency_key_hours is None:
+            then = "the API may have acted on them; sent again, they are flagged ambiguous"
+        else:
+            then = ("they are sent again with their Idempotency-Keys, which the API replays; those sent too long ago for "
+                    "the API to still keep the key are flagged ambiguous")
         log.warning("%d request(s) were sent under this run id and their answers never recorded (the process stopped "
-                    "in between): the API may have acted on them; sent again, they are flagged ambiguous", len(unrecorded))
+                    "in between): %s", len(unrecorded), then)
         try:
             ids, note = self.endpoint.ids_of_unrecorded_attempts(since, self.ledger.records, self.sender.fetch), None
         except SendError as exc:

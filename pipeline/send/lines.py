@@ -31,11 +31,12 @@ class ManifestLines:
         """Written right before a request that is not idempotent goes out: a resume then knows it may have arrived."""
         return {**self.request(batch), "record": SENDING, "started_at": started_at}
 
-    def outcome(self, batch: Batch, started_at: str, delivery: Delivery) -> dict[str, Any]:
+    def outcome(self, batch: Batch, delivery: Delivery) -> dict[str, Any]:
+        finished_at = utc_now()
         return {
             **self.request(batch), "status": delivery.status, "http_status": delivery.http_status, "ids": delivery.ids,
             "attempts": delivery.attempts, "error": delivery.error, "ambiguous": delivery.ambiguous, **delivery.notes,
-            "started_at": started_at, "finished_at": utc_now(),
+            "started_at": delivery.started_at or finished_at, "finished_at": finished_at,
         }
 
     def dry_run(self, batch: Batch) -> dict[str, Any]:

@@ -8,6 +8,7 @@ again, it is flagged ambiguous.
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from typing import Any
 
 from pipeline.batching import Batch
@@ -16,10 +17,14 @@ from pipeline.ledger import SENDING, LedgerBase
 
 log = logging.getLogger(__name__)
 
+# An Idempotency-Key is relied on only this long before the API is said to forget it (Rokt: about 24 h).
+KEY_SAFETY_HOURS = 4.0
+
 
 class Resume:
     def __init__(self, ledger: LedgerBase, endpoint: Endpoint, *, tracks_sending: bool):
-        """`tracks_sending`: the run records each request before it is sent (endpoints that are not idempotent)."""
+        """`tracks_sending`: the run records each request before it is sent (not idempotent, or only while the API
+        keeps its Idempotency-Key)."""
         self.endpoint = endpoint
         one_subject = endpoint.spec.one_subject
         self._accepted_batches = {} if one_subject else ledger.accepted_batches(endpoint.counts_for_resume)
@@ -44,9 +49,22 @@ class Resume:
             return False
         return True
 
-    def sent_unrecorded(self, batch: Batch) -> str | None:
-        """When an earlier attempt sent this request without recording its answer; None if it did not."""
-        return self.unrecorded.get(_request_key(self.endpoint, batch))
+    def earlier_attempt(self, batch: Batch) -> tuple[bool, dict[str, Any]] | None:
+        """(ambiguous, manifest notes) for a request an earlier attempt sent without recording its answer; None when
+        none did. Ambiguous unless the request carries an Idempotency-Key the API still keeps (it replays the first
+        answer); a key older than that no longer protects it, which the notes say."""
+        sent_at = self.unrecorded.get(_request_key(self.endpoint, batch))
+        if sent_at is None:
+            return None
+        notes: dict[str, Any] = {"earlier_attempt_unrecorded": sent_at}
+        key_hours = self.endpoint.spec.idempotency_key_hours
+        if key_hours is None:  # not idempotent: the API may have acted on both
+            return True, notes
+        age_hours = (datetime.now(timezone.utc) - datetime.fromisoformat(sent_at.replace("Z", "+00:00"))).total_seconds() / 3600
+        if age_hours < key_hours - KEY_SAFETY_HOURS:
+            return False, notes
+        return True, notes | {"idempotency_key_note": f"first sent {age_hours:.1f} h earlier; the API keeps an Idempotency-Key "
+                                                      f"about {key_hours:g} h, so it may have acted on this request twice"}
 
 
 def _request_key(endpoint: Endpoint, batch: Batch) -> Any:
@@ -66,6 +84,17 @@ def unrecorded_attempts(records: list[dict[str, Any]], endpoint: Endpoint) -> di
         elif record.get("status", "dry_run") != "dry_run":
             pending.pop(key, None)
     return pending
+
+
+def seconds_since_recent_starts(records: list[dict[str, Any]], endpoint: Endpoint, within: float = 3600.0) -> list[float]:
+    """How long ago each request of this target recorded in the ledger started, for those within `within` seconds:
+    an attempt resumed moments after the last one stopped still counts them against the rate limit."""
+    now = datetime.now(timezone.utc)
+    # A request's sending line and its outcome line carry the same start: counted once.
+    starts = {(r["batch"], r["started_at"]) for r in records
+              if "batch" in r and isinstance(r.get("started_at"), str) and endpoint.same_target(r)}
+    ages = [(now - datetime.fromisoformat(started.replace("Z", "+00:00"))).total_seconds() for _, started in starts]
+    return [age for age in ages if 0 <= age < within]
 
 
 def identifiers_left(ledger: LedgerBase, endpoint: Endpoint, identifiers: int) -> int:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import TYPE_CHECKING, Callable
 
 from pipeline.config import JobConfig
 from pipeline.endpoints.base import Endpoint
+from pipeline.durations import describe_duration
+from pipeline.http.limits import describe_send_time, send_seconds
 from pipeline.http.stop import StopSwitch
 from pipeline.ledger import LedgerBase
 from pipeline.progress import Progress
 from pipeline.send.batch import BatchSender
 from pipeline.send.dispatch import Dispatch
 from pipeline.send.lines import ManifestLines
-from pipeline.send.resume import Resume, identifiers_left
+from pipeline.send.resume import Resume, identifiers_left, seconds_since_recent_starts
 from pipeline.send.tally import Tally
 from pipeline.summary import RunSummary
 
@@ -26,24 +30,35 @@ log = logging.getLogger(__name__)
 
 
 def send_batches(job: JobConfig, endpoint: Endpoint, stream: PreparedStream | SyncPlan, ledger: LedgerBase,
-                 summary: RunSummary, *, dry_run: bool, progress: Progress,
+                 summary: RunSummary, *, dry_run: bool, progress: Progress, deadline: float | None = None,
                  on_prepared: Callable[[], None] = lambda: None) -> None:
     """Send each batch as the stream yields it, recording every outcome; fills the summary's send counts, also
-    when sending stops part way. `on_prepared` runs once the whole source has been read."""
-    # Not idempotent: each request's sending is recorded before its first byte (a resume then knows it may have
-    # arrived). A dry run needs no HTTP stack, only a stop switch.
-    tracks_sending = not endpoint.spec.retry_safe and not dry_run
+    when sending stops part way. No request starts after `deadline` (time.monotonic()). `on_prepared` runs once
+    the whole source has been read."""
+    # Not idempotent, or idempotent only while the API keeps the key: each request's sending is recorded before its
+    # first byte, so a resume knows it may have arrived, and when. A dry run needs no HTTP stack, only a stop switch.
+    spec = endpoint.spec
+    tracks_sending = (not spec.retry_safe or spec.idempotency_key_hours is not None) and not dry_run
     resume = Resume(ledger, endpoint, tracks_sending=tracks_sending)
     sender = StopSwitch() if dry_run else _sender(job, endpoint)
+    if not dry_run:  # a resume moments after an earlier attempt stopped: its starts still count against the limit
+        sender.gates[None].seed(seconds_since_recent_starts(ledger.records, endpoint))
     tally = Tally()
     batch_sender = BatchSender(sender, endpoint, ledger, ManifestLines(summary.run_id, job.job, endpoint), resume, tally,
-                               progress, records_sending=tracks_sending)
+                               progress, tracks_sending=tracks_sending)
+    if stream.complete and not dry_run:  # prepared whole before the first request: say how long sending will take
+        requests = -(-stream.identifiers // spec.limits.batch_size)
+        log.info("%s: %s", spec.family, describe_send_time(max(requests - resume.skipped, 0), spec.limits))
     progress.start(stream.batches_total, stream.identifiers if stream.complete else None, resume.skipped)
     batches = stream.batches()
+    out_of_time = None if deadline is None or dry_run else OutOfTime(sender, deadline, job.destination.max_duration)
     try:
         Dispatch(batch_sender, sender, endpoint.spec.limits.concurrency, dry_run=dry_run).run(batches, on_prepared)
     finally:
         # Also when preparation fails part way: what was sent is counted and summarised.
+        if out_of_time is not None:
+            out_of_time.cancel()
+            summary.max_duration_reached = out_of_time.reached()
         sender.close()
         if sender.stop_reason:
             log.error("the run stopped early: %s", sender.stop_reason)
@@ -64,7 +79,25 @@ def _summarise(summary: RunSummary, tally: Tally, sender: Sender | StopSwitch, e
     summary.identifiers_left = left
     if summary.dry_run:
         to_send = summary.batches - tally.by_status["already_accepted"]
-        summary.estimated_send_seconds = round(to_send / endpoint.spec.limits.requests_per_second, 1)
+        summary.estimated_send_seconds = send_seconds(to_send, endpoint.spec.limits)
+
+
+class OutOfTime:
+    """Stops the run's sending at its deadline: no request starts after it; those on the wire finish and are recorded."""
+
+    def __init__(self, sender: Sender | StopSwitch, deadline: float, max_duration: float | None):
+        self._sender = sender
+        self.reason = (f"max_duration of {describe_duration(max_duration or 0)} reached: no new requests were started; "
+                       "rerun with the same --run-id to carry on")
+        self._timer = threading.Timer(max(deadline - time.monotonic(), 0.0), sender.stop, args=(self.reason,))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def reached(self) -> bool:
+        return self._sender.stop_reason == self.reason
 
 
 def _sender(job: JobConfig, endpoint: Endpoint) -> Sender:

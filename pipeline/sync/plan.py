@@ -19,6 +19,7 @@ from pipeline.batching import Batch, iter_batches
 from pipeline.config import JobConfig
 from pipeline.endpoints.base import Endpoint
 from pipeline.errors import ConfigError
+from pipeline.http.limits import send_seconds
 from pipeline.ledger import read_records
 from pipeline.prepare.prepared import PreparedInput
 from pipeline.sync.diff import Difference, batch_table, difference, fold, plan_rows, state_counts
@@ -162,7 +163,7 @@ def plan_sync(job: JobConfig, endpoint: Endpoint, prepared: PreparedInput, workd
         "mode": job.destination.sync_mode, "state": states.uri, "destination": states.destination,
         "base_version": base, "caught_up_runs": caught_up, "in_file": diff.in_file, "unchanged": diff.unchanged,
         "skipped_rejected": diff.skipped_rejected, "new": diff.new_count,
-        "requests": batch_plan.height, "estimated_send_seconds": round(batch_plan.height / limits.requests_per_second, 1),
+        "requests": batch_plan.height, "estimated_send_seconds": send_seconds(batch_plan.height, limits),
     }
     if mirror:
         fraction = diff.left_count / diff.list_size if diff.list_size else 0.0

@@ -85,9 +85,7 @@ def test_account_deletion_killed_between_an_answer_and_its_record_deletes_each_a
     source = tmp_path / "accounts.csv"
     accounts = [str(5000 + i) for i in range(6)]
     source.write_text("account\n" + "\n".join(accounts) + "\n")
-    job = partnership_job(tmp_path, source, {"account_id": "account"}, endpoint="account_deletion", max_accounts=10,
-                          limits={"requests_per_second": 10})
-    sandbox.limits({"account_deletion": {"requests_per_second": 10, "concurrency": 2}})
+    job = partnership_job(tmp_path, source, {"account_id": "account"}, endpoint="account_deletion", max_accounts=10)
     path = str(write_job(tmp_path, job))
     assert _run_and_kill(path, "offboard", sandbox_env, "after_answer:3", sandbox) == -signal.SIGKILL
     assert len(sandbox.state()["partnerships"]["deletions"]) >= 3  # the kill came after the third answer

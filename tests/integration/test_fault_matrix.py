@@ -62,13 +62,12 @@ def accounts(tmp_path):
     ids = [str(7000 + i) for i in range(12)]
     pl.DataFrame({"account": ids}).write_csv(path)
     job = partnership_job(tmp_path, path, {"account_id": "account"}, endpoint="account_deletion", operation_poll_seconds=2,
-                          max_accounts=20, limits={"requests_per_second": 10})
+                          max_accounts=20)
     return job, "account_deletion", set(ids)
 
 
-# The deletion jobs above send at 10/s, above the sandbox's defaults for those families (the connector's own).
-DELETION_LIMITS = {"data_deletion": {"requests_per_second": 10, "concurrency": 1},
-                   "account_deletion": {"requests_per_second": 10, "concurrency": 2}}
+# The data deletion job above sends at 10/s, above the sandbox's default for it (the connector's own).
+DELETION_LIMITS = {"data_deletion": {"requests_per_second": 10, "concurrency": 1}}
 
 
 def received(state, family):

@@ -12,7 +12,9 @@ import pytest
 
 from pipeline.config import load_job
 from pipeline.sandbox.process import start_sandbox_process
-from tests.conftest import ROOT, audience_job, deletion_job, partnership_job, run_cli, unsubscribe_job, write_job
+from tests.conftest import (
+    ROOT, TEST_MINUTE_SECONDS, audience_job, deletion_job, partnership_job, run_cli, unsubscribe_job, write_job,
+)
 
 SECRETS = {
     "ROKT_PUBLIC_KEY": "rpub-PUBLICKEY-7c1d",
@@ -31,6 +33,7 @@ def secret_sandbox():
         "--public-key", SECRETS["ROKT_PUBLIC_KEY"], "--secret-key", SECRETS["ROKT_SECRET_KEY"],
         "--app-id", SECRETS["ROKT_APP_ID"], "--app-secret", SECRETS["ROKT_APP_SECRET"],
         "--webhook-api-key", SECRETS["ROKT_WEBHOOK_API_KEY"], "--partner-token", SECRETS["ROKT_PARTNER_TOKEN"],
+        "--minute-seconds", TEST_MINUTE_SECONDS,
     )
     yield sandbox
     sandbox.stop()
@@ -48,7 +51,7 @@ def raw_identifier_cells(path: Path, columns: list[str]) -> set[str]:
 
 
 def test_no_secret_or_raw_identifier_anywhere(tmp_path, secret_sandbox) -> None:
-    env = {**SECRETS, "ROKT_SANDBOX_URL": secret_sandbox.url}
+    env = {**SECRETS, "ROKT_SANDBOX_URL": secret_sandbox.url, "ROKT_PIPELINE_TEST_MINUTE_SECONDS": TEST_MINUTE_SECONDS}
     data = ROOT / "sample_data"
     # Raw emails on the wire wherever the endpoint allows it, so the sandbox's 400 answers quote them back.
     jobs = {

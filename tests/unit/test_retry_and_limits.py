@@ -7,7 +7,8 @@ import threading
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
-from pipeline.http.limits import SlidingWindowRateLimiter
+from pipeline.config import Limits
+from pipeline.http.limits import TEST_MINUTE_SECONDS, SlidingWindowRateLimiter, rate_window
 from pipeline.http.retry import RetryPolicy, parse_retry_after
 
 
@@ -51,35 +52,56 @@ class FakeClock:
         self.now += seconds
 
 
+def limiter(clock: FakeClock | None = None, *, per_second: float | None = None, per_minute: float | None = None,
+            margin: float = 0.0) -> SlidingWindowRateLimiter:
+    window = rate_window(Limits(batch_size=1, requests_per_second=per_second, requests_per_minute=per_minute, concurrency=1))
+    if clock is None:  # the real clock
+        return SlidingWindowRateLimiter(*window, margin=margin)
+    return SlidingWindowRateLimiter(*window, margin=margin, clock=clock, sleep=clock.sleep)
+
+
 def test_never_more_than_capacity_starts_in_any_window() -> None:
     clock = FakeClock()
-    limiter = SlidingWindowRateLimiter(4, margin=0.0, clock=clock, sleep=clock.sleep)
+    limiter_ = limiter(clock, per_second=4)
     starts = []
     for _ in range(40):
-        limiter.acquire()
+        limiter_.acquire()
         starts.append(clock.now)
     for i, start in enumerate(starts):
         assert sum(1 for other in starts[i:] if other - start < 1.0) <= 4
     assert starts[-1] - starts[0] < 10.0  # and it is not slower than the limit
 
 
+def test_a_per_minute_limit_counts_starts_in_any_minute(monkeypatch) -> None:
+    clock = FakeClock()
+    limiter_ = limiter(clock, per_minute=10)
+    starts = []
+    for _ in range(35):
+        limiter_.acquire()
+        starts.append(clock.now)
+    for i, start in enumerate(starts):
+        assert sum(1 for other in starts[i:] if other - start < 60.0) <= 10
+    assert starts[-1] - starts[0] < 3 * 60 + 1  # 35 starts at 10 a minute: three full minutes after the first
+    monkeypatch.setenv(TEST_MINUTE_SECONDS, "3")  # the tests' short minute, as the sandbox's --minute-seconds
+    assert rate_window(Limits(batch_size=1, requests_per_minute=10, concurrency=1)) == (10, 3.0)
+
 def test_a_hold_delays_every_start_until_it_has_passed() -> None:
     clock = FakeClock()
-    limiter = SlidingWindowRateLimiter(4, margin=0.0, clock=clock, sleep=clock.sleep)
-    limiter.acquire()
-    limiter.hold(5.0)
-    limiter.hold(2.0)  # a shorter hold never cuts a longer one short
-    limiter.acquire()
+    limiter_ = limiter(clock, per_second=4)
+    limiter_.acquire()
+    limiter_.hold(5.0)
+    limiter_.hold(2.0)  # a shorter hold never cuts a longer one short
+    limiter_.acquire()
     assert clock.now >= 105.0
 
 
 def test_fractional_rate() -> None:
     clock = FakeClock()
-    limiter = SlidingWindowRateLimiter(0.5, margin=0.0, clock=clock, sleep=clock.sleep)
-    limiter.acquire()
-    limiter.acquire()
+    half = limiter(clock, per_second=0.5)
+    half.acquire()
+    half.acquire()
     assert clock.now >= 102.0
-    between_one_and_two = SlidingWindowRateLimiter(1.5, margin=0.0, clock=clock, sleep=clock.sleep)
+    between_one_and_two = limiter(clock, per_second=1.5)
     starts = []
     for _ in range(4):
         between_one_and_two.acquire()
@@ -88,13 +110,13 @@ def test_fractional_rate() -> None:
 
 
 def test_a_stop_ends_the_wait_for_a_start_and_takes_none() -> None:
-    limiter = SlidingWindowRateLimiter(1, margin=0.0)  # the real clock: the stop arrives during a real wait
-    assert limiter.acquire()
+    one = limiter(per_second=1)  # the real clock: the stop arrives during a real wait
+    assert one.acquire()
     stop = threading.Event()
     threading.Timer(0.05, stop.set).start()
-    assert limiter.acquire(stop) is False  # woken by the stop, long before the second's start is free
-    assert len(limiter._starts) == 1
-    assert limiter.acquire(stop) is False  # already stopped, the window still full: it returns at once, empty-handed
+    assert one.acquire(stop) is False  # woken by the stop, long before the second's start is free
+    assert len(one._starts) == 1
+    assert one.acquire(stop) is False  # already stopped, the window still full: it returns at once, empty-handed
 
 
 def _sandbox_state(requests_per_second: float = 4, concurrency: int = 10):
