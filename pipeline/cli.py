@@ -185,6 +185,11 @@ def _run(args: argparse.Namespace) -> int:
         f"{summary.duplicates_dropped:,} duplicates; {summary.identifiers_accepted:,} of {summary.identifiers:,} "
         f"identifiers accepted; batches: {statuses}; {summary.retries} retries; {summary.elapsed_seconds:.1f}s"
     )
+    rate = summary.sending_rate
+    if rate and rate["throttled_answers"]:
+        unit = "/min" if rate["unit"] == "per_minute" else "/s"
+        line += (f"; {rate['throttled_answers']} 'slow down' answers: slowed to {rate['lowest']:g}{unit} at worst, "
+                 f"{rate['at_end']:g}{unit} at the end (limit {rate['limit']:g}{unit})")
     if summary.dry_run:
         limits = job.destination.effective_limits
         to_send = summary.batches - summary.batches_by_status.get("already_accepted", 0)

@@ -112,6 +112,9 @@ class RetrySettings(StrictModel):
     max_delay_seconds: float = Field(default=30.0, ge=0)
     max_retry_after_seconds: float = Field(default=120.0, ge=0)
     max_total_retry_seconds: float = Field(default=1800.0, ge=0)  # per run: a hopeless run ends, it does not retry forever
+    # Per request: how long "slow down" answers (429, 503 with Retry-After) are waited out. They use up neither
+    # max_attempts nor max_total_retry_seconds, which count real errors; past this the run stops, to resume later.
+    max_throttle_seconds: float = Field(default=900.0, ge=0)
 
 
 class BasicKeyPair(StrictModel):

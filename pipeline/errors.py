@@ -48,6 +48,8 @@ class TransientError(SendError):
     `retry_after` is the server's requested wait in seconds, when it gave one.
     `may_have_arrived` is False only when the request surely never reached the server (connect error)
     or the server said it did nothing (429, 503 with Retry-After).
+    `throttled` means the server said "slow down" (429, 503 with Retry-After), not "this request is bad": it is
+    retried for as long as retry.max_throttle_seconds allows, without using up retry.max_attempts.
     """
 
     def __init__(
@@ -58,10 +60,12 @@ class TransientError(SendError):
         retry_after: float | None = None,
         may_have_arrived: bool = True,
         request_id: str | None = None,
+        throttled: bool = False,
     ):
         super().__init__(message, http_status=http_status, request_id=request_id)
         self.retry_after = retry_after
         self.may_have_arrived = may_have_arrived
+        self.throttled = throttled
 
 
 class CredentialsExpired(TransientError):

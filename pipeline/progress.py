@@ -19,6 +19,12 @@ class Progress(Protocol):
     def finish(self) -> None: ...
 
 
+def _slowed(record: dict[str, Any]) -> str:
+    """', at 70% of the rate limit (throttled)' while "slow down" answers keep the run below its limit."""
+    pace = record.get("pace", 1.0)
+    return f", at {pace:.0%} of the rate limit (throttled)" if pace < 1.0 else ""
+
+
 class LogProgress:
     """One line per batch: what Airflow and CI logs want; with the time left, once the number of batches is known."""
 
@@ -40,9 +46,9 @@ class LogProgress:
             self._done += 1
             left = self._time_left()
         log.info(
-            "batch %s: %s, %s identifiers, http %s, %s attempt(s)%s%s",
+            "batch %s: %s, %s identifiers, http %s, %s attempt(s)%s%s%s",
             record["batch"], record["status"], record["records"], record["http_status"], record["attempts"],
-            f", {record['error']}" if record.get("error") else "", left,
+            f", {record['error']}" if record.get("error") else "", left, _slowed(record),
         )
 
     def _time_left(self) -> str:
@@ -64,6 +70,7 @@ class TerminalProgress:
         self._lock = threading.Lock()
         self._batches = self._done = self._identifiers = self._sent = 0
         self._started = time.monotonic()
+        self._slowed = ""
 
     def start(self, batches: int | None, identifiers: int | None, skipped: int) -> None:
         self._batches, self._identifiers, self._done = batches, identifiers, skipped
@@ -74,6 +81,7 @@ class TerminalProgress:
         with self._lock:
             self._done += 1
             self._sent += record["records"]
+            self._slowed = _slowed(record)
             self._draw()
 
     def _draw(self) -> None:
@@ -82,7 +90,8 @@ class TerminalProgress:
         total = "?" if self._identifiers is None else f"{self._identifiers:,}"
         batches = "?" if self._batches is None else self._batches
         eta = "?" if self._identifiers is None or rate <= 0 else f"{max(self._identifiers - self._sent, 0) / rate:,.0f}s"
-        self._stream.write(f"\r  batches {self._done}/{batches}  identifiers {self._sent:,}/{total}  {rate:,.0f}/s  ETA {eta}   ")
+        self._stream.write(f"\r  batches {self._done}/{batches}  identifiers {self._sent:,}/{total}  {rate:,.0f}/s  ETA {eta}"
+                           f"{self._slowed}   ")
         self._stream.flush()
 
     def finish(self) -> None:

@@ -35,6 +35,8 @@ class RunSummary:
     estimated_send_seconds: float | None = None
     stopped_reason: str | None = None
     max_duration_reached: bool = False  # stopped by destination.max_duration / --max-duration: resume to carry on
+    # The rate the run kept to, in the limit's unit: the limit, the lowest it slowed to after throttling, at the end.
+    sending_rate: dict[str, Any] | None = None
     manifest_torn_lines: int = 0
     source_fingerprint: str = ""
     source_files: list[dict[str, Any]] = field(default_factory=list)

@@ -36,6 +36,8 @@ FAULTS = "tests/integration/test_fault_matrix.py"
 LOST = f"{FAULTS}::test_every_lost_answer_is_flagged_ambiguous_and_nothing_else_is"
 STOP_403 = f"{FAULTS}::test_a_403_stops_the_run_at_its_first_answer"
 PARTNERSHIPS = "tests/integration/test_partnerships.py"
+PRESSURE = "tests/integration/test_under_pressure.py"
+LIMITS = "pipeline/http/limits.py"
 SHORT_TOKENS = "test_short_lived_tokens_are_exchanged_as_they_expire_and_the_published_limits_hold"
 
 _READ_TIMEOUT = 'return TransientError(f"no answer within the timeout ({name})", may_have_arrived=True)'
@@ -79,7 +81,8 @@ MUTANTS: list[Mutant] = [
            "                gate.hold(error.retry_after)", "                pass",
            "tests/integration/test_audience_run.py::test_a_retry_after_holds_every_start_of_the_run"),
     mutant("R3", "one start more per window than the rate limit", "pipeline/http/limits.py",
-           "        self.capacity = capacity\n", "        self.capacity = capacity + 1\n",
+           "    return capacity, max(period, capacity * period / rate)",
+           "    return capacity + 1, max(period, capacity * period / rate)",
            "tests/integration/test_audience_run.py::test_limits_are_never_exceeded"),
     mutant("R4", "one attempt more than retry.max_attempts", "pipeline/http/retry.py",
            "return attempt < self.max_attempts", "return attempt <= self.max_attempts",
@@ -95,6 +98,22 @@ MUTANTS: list[Mutant] = [
     mutant("R8", "503 is no longer retried", BASE, "TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})",
            "TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 504})",
            f"{FAULTS}::test_every_fault_for_every_family"),
+    # Sending under pressure.
+    mutant("T1", "a 429 uses up the request's retry.max_attempts", CLIENT, "        if error.throttled:\n",
+           "        if False:\n", f"{PRESSURE}::test_throttling_never_fails_a_run"),
+    mutant("T2", "the run never slows its rate when throttled", LIMITS,
+           "self.pace = max(self.FLOOR, self.pace * self.DECREASE)", "self.pace = self.pace",
+           f"{PRESSURE}::test_throttling_never_fails_a_run",
+           "tests/unit/test_retry_and_limits.py::test_throttling_slows_the_rate_down_and_successes_bring_it_back"),
+    mutant("T3", "a window's worth of starts is released at once", LIMITS,
+           "self._next_start = now + self.spacing / self.pace", "self._next_start = now",
+           "tests/unit/test_retry_and_limits.py::test_starts_are_spaced_evenly_not_released_a_window_at_a_time"),
+    mutant("T4", "a request that leaves late keeps its early start", LIMITS,
+           "if start in self._starts and now > start:", "if False:",
+           "tests/unit/test_retry_and_limits.py::test_a_request_that_leaves_late_moves_its_start_and_the_spacing_after_it"),
+    mutant("T5", "a run throttled forever never stops", CLIENT,
+           "if outcome.throttled_for + delay <= self.policy.max_throttle:", "if True:",
+           f"{PRESSURE}::test_a_run_refused_for_longer_than_its_throttle_budget_stops_cleanly"),
     # The ledger.
     mutant("L1", "a resume skips requests the API rejected as if accepted", "pipeline/ledger.py",
            'r.get("status") == "accepted" and "batch" in r', 'r.get("status") in ("accepted", "rejected") and "batch" in r',

@@ -153,7 +153,8 @@ def raise_for_status(response: requests.Response, spec: EndpointSpec) -> None:
     if status in TRANSIENT_STATUSES:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         not_acted = status == 429 or (status == 503 and retry_after is not None)
-        raise TransientError(message, http_status=status, retry_after=retry_after, may_have_arrived=not not_acted)
+        raise TransientError(message, http_status=status, retry_after=retry_after, may_have_arrived=not not_acted,
+                             throttled=not_acted)
     raise TerminalError(message, http_status=status, stops_run=status in RUN_STOPPING_STATUSES)
 
 

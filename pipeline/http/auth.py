@@ -108,7 +108,7 @@ class OAuthClientCredentials:
                         # and within retry.max_retry_after_seconds (not here, under the token lock).
                         raise TransientError(f"the OAuth token endpoint is busy (HTTP {response.status_code})",
                                              http_status=response.status_code, retry_after=retry_after,
-                                             may_have_arrived=False)
+                                             may_have_arrived=False, throttled=True)
                     last_problem = f"HTTP {response.status_code}"
             if attempt < _TOKEN_ATTEMPTS:
                 self._sleep(min(4.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))

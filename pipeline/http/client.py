@@ -10,10 +10,11 @@ import requests
 import urllib3.exceptions
 
 from pipeline.config import JobConfig
+from pipeline.durations import describe_duration
 from pipeline.endpoints.base import Endpoint, HttpRequest, Recovered, request_id_of
 from pipeline.errors import CredentialsExpired, SendError, TerminalError, TransientError
 from pipeline.http.json_body import encode_json
-from pipeline.http.limits import RequestGate
+from pipeline.http.limits import RequestGate, SlidingWindowRateLimiter
 from pipeline.http.retry import RetryPolicy
 from pipeline.http.session import CONNECT_TIMEOUT_SECONDS, pooled_session
 from pipeline.http.stop import StopSwitch
@@ -74,6 +75,9 @@ class _Outcome:
     recovered: Recovered | None = None
     before_first_send: Callable[[str], None] | None = None
     started_at: str | None = None  # when the first attempt got its start
+    failures: int = 0  # attempts that failed with a real error (what retry.max_attempts counts)
+    throttles: int = 0  # answers that said "slow down" (429, 503 with Retry-After)
+    throttled_for: float = 0.0  # seconds waited out for them (what retry.max_throttle_seconds bounds)
 
 
 class Sender(StopSwitch):
@@ -160,12 +164,15 @@ class Sender(StopSwitch):
                     return outcome
                 outcome.response = response
                 outcome.value, outcome.error = interpret(response), None
+                self.gates[request.rate].rate.succeeded()
                 return outcome
             except requests.RequestException as exc:
                 error: SendError = network_error(exc)
             except SendError as exc:
                 error = exc
             outcome.response, outcome.error = response, error
+            if isinstance(error, TransientError) and error.throttled:
+                self.gates[request.rate].rate.throttled()  # the run slows down, and creeps back once answers succeed
             if isinstance(error, CredentialsExpired):
                 if not refreshed and self.endpoint.refresh_credentials():
                     refreshed = True
@@ -199,8 +206,9 @@ class Sender(StopSwitch):
         prepared = self.session.prepare_request(requests.Request(
             request.method, request.url, headers=request.headers, data=body, params=request.params))
         settings = self.session.merge_environment_settings(prepared.url, {}, None, None, None)
-        with self.gates[request.rate].slot(self.stopped if honour_stop else None) as granted:
-            if not granted:
+        gate = self.gates[request.rate]
+        with gate.slot(self.stopped if honour_stop else None) as start:
+            if start is None:
                 return None
             # Credentials go on only now: a request can wait for its start longer than a short-lived token lives.
             prepared.headers.update(self.endpoint.auth_headers())
@@ -208,6 +216,7 @@ class Sender(StopSwitch):
                 outcome.started_at = utc_now()
                 if outcome.before_first_send is not None:
                     outcome.before_first_send(outcome.started_at)
+            gate.departing(start)  # after the credentials and the fsynced sending line: the start is when it leaves
             return self.session.send(prepared, timeout=(CONNECT_TIMEOUT_SECONDS, self.timeout), **settings)
 
     def _recovered(self, response: requests.Response, outcome: _Outcome) -> bool:
@@ -238,15 +247,43 @@ class Sender(StopSwitch):
         if error.retry_after is not None:
             for gate in self.gates.values():  # a Retry-After speaks for the account: every start of the run waits
                 gate.hold(error.retry_after)
-        if not self.policy.can_retry(outcome.attempts) or self.stopped.is_set():
+        if self.stopped.is_set():
             return False
-        delay = self.policy.delay(outcome.attempts, error.retry_after)
-        if not self._spend_retry_budget(delay):
-            outcome.error = TransientError(f"{error}; the run's retry budget of {self.retry_budget:g}s is spent",
-                                           http_status=error.http_status)
+        if error.throttled:
+            delay = self._throttle_delay(error, outcome)
+        else:
+            outcome.failures += 1
+            if not self.policy.can_retry(outcome.failures):
+                return False
+            delay = self.policy.delay(outcome.failures, error.retry_after)
+            if not self._spend_retry_budget(delay):
+                outcome.error = TransientError(f"{error}; the run's retry budget of {self.retry_budget:g}s is spent",
+                                               http_status=error.http_status)
+                return False
+        if delay is None:
             return False
         self.stopped.wait(delay)  # a stop wakes it at once
         return not self.stopped.is_set()
+
+    def _throttle_delay(self, error: TransientError, outcome: _Outcome) -> float | None:
+        """How long to wait out a "slow down" answer: its Retry-After, else a backoff that grows with each one. None
+        once the request has waited retry.max_throttle_seconds: the API is refusing everything, so the run stops."""
+        outcome.throttles += 1
+        delay = self.policy.delay(outcome.throttles, error.retry_after)
+        if outcome.throttled_for + delay <= self.policy.max_throttle:
+            outcome.throttled_for += delay
+            return delay
+        waited = describe_duration(outcome.throttled_for)
+        outcome.error = TransientError(f"{error}; still throttled after {waited} (retry.max_throttle_seconds="
+                                       f"{self.policy.max_throttle:g})", http_status=error.http_status)
+        self.stop(f"the API kept answering 'slow down' for {waited}, past retry.max_throttle_seconds="
+                  f"{self.policy.max_throttle:g}: rerun later with the same --run-id")
+        return None
+
+    @property
+    def writes_rate(self) -> SlidingWindowRateLimiter:
+        """The writes' rate limiter: the pace it keeps to after throttling, the throttled answers it saw."""
+        return self.gates[None].rate
 
     def close(self) -> None:
         self.session.close()
@@ -259,7 +296,8 @@ def _request_id(response: requests.Response | None) -> str | None:
 def sender_for(job: JobConfig, endpoint: Endpoint, session: requests.Session | None = None) -> Sender:
     spec = endpoint.spec
     retry = job.destination.retry
-    policy = RetryPolicy(retry.max_attempts, retry.base_delay_seconds, retry.max_delay_seconds, retry.max_retry_after_seconds)
+    policy = RetryPolicy(retry.max_attempts, retry.base_delay_seconds, retry.max_delay_seconds, retry.max_retry_after_seconds,
+                         retry.max_throttle_seconds)
     gates: dict[str | None, RequestGate] = {None: RequestGate(spec.limits)}
     gates |= {name: RequestGate(limits) for name, limits in spec.rates.items()}
     return Sender(

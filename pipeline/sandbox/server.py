@@ -6,6 +6,7 @@ it every loopback request stalls about 40 ms).
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import socket
@@ -18,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from pipeline.sandbox import audience_import, data_deletion, nurture_unsubscribe, partnerships
+from pipeline.sandbox.arrival import StampedSocketReader
 from pipeline.sandbox.faults import Fault, FaultPlan
 from pipeline.sandbox.routes import Call, Reply, Route
 from pipeline.sandbox.state import Credentials, FamilyLimits, SandboxState
@@ -50,6 +52,15 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (BaseHTTPRequestHandler's name)
         log.debug("%s %s", self.address_string(), format % args)
 
+    def setup(self) -> None:
+        super().setup()
+        self._reader = StampedSocketReader(self.connection)  # arrivals as the kernel saw them (arrival.py)
+        self.rfile = io.BufferedReader(self._reader, self.rbufsize if self.rbufsize > 0 else io.DEFAULT_BUFFER_SIZE)
+
+    def handle_one_request(self) -> None:
+        self._reader.expect_request()
+        super().handle_one_request()
+
     def do_GET(self) -> None:
         self._dispatch("GET")
 
@@ -60,7 +71,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("DELETE")
 
     def _dispatch(self, method: str) -> None:
-        arrived = time.monotonic()  # headers read; the body may take a while longer
+        arrived = self._reader.arrival()  # its first bytes, not its body: a 6 MB body takes a while longer
         parts = urlsplit(self.path)
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if parts.path.startswith("/_sandbox/"):
@@ -90,7 +101,7 @@ class _Handler(BaseHTTPRequestHandler):
                 state.leave(family, principal)
 
         # Which batch or subject this attempt carried: tests join attempts to manifest lines by it.
-        attempt = {"family": family, "method": call.method, **attempt_key(call)}
+        attempt = {"family": family, "method": call.method, "arrived": arrived, **attempt_key(call)}
         try:
             if violation:
                 state.record_attempt({**attempt, "status": 429, "fault": "limit"})

@@ -73,7 +73,7 @@ class BatchSender:
         line = self.lines.outcome(batch, delivery)
         self.ledger.append(line)
         faultpoints.reached("after_ledger")
-        self.progress.batch_done(line)
+        self.progress.batch_done(line | {"pace": self.sender.writes_rate.pace})  # how far throttling slowed the run
         if delivery.stops_run and not self.sender.stopped.is_set():
             log.error("stopping the run: %s", delivery.error)
             self.sender.stop(delivery.error)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from pipeline.config import JobConfig
+from pipeline.config import JobConfig, Limits
 from pipeline.endpoints.base import Endpoint
 from pipeline.durations import describe_duration
 from pipeline.http.limits import describe_send_time, send_seconds
@@ -23,6 +23,7 @@ from pipeline.summary import RunSummary
 
 if TYPE_CHECKING:
     from pipeline.http.client import Sender
+    from pipeline.http.limits import SlidingWindowRateLimiter
     from pipeline.prepare.stream import PreparedStream
     from pipeline.sync import SyncPlan
 
@@ -77,9 +78,18 @@ def _summarise(summary: RunSummary, tally: Tally, sender: Sender | StopSwitch, e
     summary.requests, summary.retries, summary.ambiguous = tally.requests, tally.retries, tally.ambiguous
     summary.identifiers_sent, summary.identifiers_accepted = tally.identifiers_sent, tally.identifiers_accepted
     summary.identifiers_left = left
+    if not summary.dry_run:
+        summary.sending_rate = _sending_rate(sender.writes_rate, endpoint.spec.limits)
     if summary.dry_run:
         to_send = summary.batches - tally.by_status["already_accepted"]
         summary.estimated_send_seconds = send_seconds(to_send, endpoint.spec.limits)
+
+
+def _sending_rate(rate: SlidingWindowRateLimiter, limits: Limits) -> dict[str, Any]:
+    """The limit, the lowest rate the run slowed to after "slow down" answers, and the rate at its end."""
+    unit, scale = ("per_minute", limits.requests_per_minute) if limits.requests_per_minute else ("per_second", limits.per_second)
+    return {"unit": unit, "limit": scale, "lowest": round(scale * rate.lowest_pace, 3), "at_end": round(scale * rate.pace, 3),
+            "throttled_answers": rate.throttled_answers}
 
 
 class OutOfTime:

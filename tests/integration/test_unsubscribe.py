@@ -15,7 +15,7 @@ def subject(email: str) -> str:
 
 
 def test_messy_file_delivered_once_one_email_per_request(tmp_path, sandbox, sandbox_env) -> None:
-    sandbox.faults({"latency_seconds": 0.02})
+    sandbox.faults({"latency_seconds": 0.1})  # slower than the 21 ms between starts at 50/s: several in flight
     done = run_cli("run", str(write_job(tmp_path, unsubscribe_job(tmp_path, SOURCE))), env=sandbox_env)
     assert done.returncode == 0, done.stderr
     state = sandbox.state()

@@ -60,6 +60,51 @@ def limiter(clock: FakeClock | None = None, *, per_second: float | None = None, 
     return SlidingWindowRateLimiter(*window, margin=margin, clock=clock, sleep=clock.sleep)
 
 
+def test_starts_are_spaced_evenly_not_released_a_window_at_a_time() -> None:
+    clock = FakeClock()
+    limiter_ = limiter(clock, per_second=4, margin=0.05)
+    starts = []
+    for _ in range(9):
+        limiter_.acquire()
+        starts.append(clock.now)
+    gaps = [later - earlier for earlier, later in zip(starts, starts[1:])]
+    assert all(abs(gap - 1.05 / 4) < 1e-9 for gap in gaps)  # 262.5 ms apart: the window and its margin, in four
+
+
+def test_a_request_that_leaves_late_moves_its_start_and_the_spacing_after_it() -> None:
+    clock = FakeClock()
+    limiter_ = limiter(clock, per_second=4)
+    first = limiter_.acquire()
+    clock.now += 0.2  # recorded and fsynced, or waited for a core, before its first byte
+    limiter_.departing(first)
+    limiter_.acquire()
+    assert clock.now - (first + 0.2) >= 0.25  # spaced from when the first left, not from when it took its start
+
+
+def test_throttling_slows_the_rate_down_and_successes_bring_it_back() -> None:
+    clock = FakeClock()
+    limiter_ = limiter(clock, per_second=4)
+    for _ in range(3):  # a burst of 429s answering one window's requests: one signal
+        limiter_.throttled()
+    assert limiter_.pace == 0.7 and limiter_.throttled_answers == 3
+    clock.now += 1.0
+    limiter_.throttled()
+    assert abs(limiter_.pace - 0.49) < 1e-9
+    for _ in range(100):  # throttled again and again: never below a tenth of the limit
+        clock.now += 1.0
+        limiter_.throttled()
+    assert limiter_.pace == limiter_.FLOOR == limiter_.lowest_pace
+    for _ in range(4):  # a window's worth of successes restores the limit
+        limiter_.succeeded()
+    assert limiter_.pace == 1.0 and limiter_.lowest_pace == limiter_.FLOOR
+    clock.now += 1.0
+    start = clock.now
+    limiter_.acquire()
+    limiter_.throttled()
+    limiter_.acquire()
+    assert clock.now - start >= 0.25 / 0.7  # the next start waits longer while throttled
+
+
 def test_never_more_than_capacity_starts_in_any_window() -> None:
     clock = FakeClock()
     limiter_ = limiter(clock, per_second=4)
@@ -81,7 +126,8 @@ def test_a_per_minute_limit_counts_starts_in_any_minute(monkeypatch) -> None:
         starts.append(clock.now)
     for i, start in enumerate(starts):
         assert sum(1 for other in starts[i:] if other - start < 60.0) <= 10
-    assert starts[-1] - starts[0] < 3 * 60 + 1  # 35 starts at 10 a minute: three full minutes after the first
+    gaps = [later - earlier for earlier, later in zip(starts, starts[1:])]
+    assert min(gaps) >= 6.0 and max(gaps) < 6.01  # spaced evenly, one every six seconds, not ten at once
     monkeypatch.setenv(TEST_MINUTE_SECONDS, "3")  # the tests' short minute, as the sandbox's --minute-seconds
     assert rate_window(Limits(batch_size=1, requests_per_minute=10, concurrency=1)) == (10, 3.0)
 
@@ -111,12 +157,12 @@ def test_fractional_rate() -> None:
 
 def test_a_stop_ends_the_wait_for_a_start_and_takes_none() -> None:
     one = limiter(per_second=1)  # the real clock: the stop arrives during a real wait
-    assert one.acquire()
+    assert one.acquire() is not None
     stop = threading.Event()
     threading.Timer(0.05, stop.set).start()
-    assert one.acquire(stop) is False  # woken by the stop, long before the second's start is free
+    assert one.acquire(stop) is None  # woken by the stop, long before the second's start is free
     assert len(one._starts) == 1
-    assert one.acquire(stop) is False  # already stopped, the window still full: it returns at once, empty-handed
+    assert one.acquire(stop) is None  # already stopped, the window still full: it returns at once, empty-handed
 
 
 def _sandbox_state(requests_per_second: float = 4, concurrency: int = 10):
