@@ -9,6 +9,9 @@ rokt_dag(
     account_id="123456789",
     schedule="0 6 * * *",
     pool_slots=2,  # half of the account's audience budget: the suppression DAG may run at the same time
+    # The export of the run's own date: a backfill of a past day sends that day's file, not today's.
+    # (A manual run has no logical date in Airflow 3: it reads the day it was triggered.)
+    overrides={"source.uri": "${ROKT_EXPORT_DIR}/{{ (logical_date or dag_run.run_after) | ds }}/customers.csv"},
     tags=["audience"],
     doc_md=__doc__,
 )

@@ -12,6 +12,9 @@ rokt_dag(
     conn_id="rokt_deletion",
     credentials=DELETION_CREDENTIALS,
     sync_deletions=True,
+    # The export of the run's own date: a backfill of a past day sends that day's file, not today's.
+    # (A manual run has no logical date in Airflow 3: it reads the day it was triggered.)
+    overrides={"source.uri": "${ROKT_EXPORT_DIR}/{{ (logical_date or dag_run.run_after) | ds }}/deletion_requests.csv"},
     tags=["privacy"],
     doc_md=__doc__,
 )

@@ -80,6 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--run-id", help="resume or name a run; batches already accepted under it are skipped")
     run.add_argument("--dry-run", action="store_true", help="everything but the HTTP calls")
     run.add_argument("--yes", action="store_true", help="confirm a destructive run beyond the job's safety limit")
+    run.add_argument("--force", action="store_true",
+                     help="send the export again although an earlier run delivered it to this destination already")
     run.add_argument("--source-uri", help="read this file, folder, glob or s3:// URI instead of source.uri (e.g. the export an upstream task just wrote)")
     run.add_argument("--max-duration", metavar="DURATION",
                      help="stop starting requests after this long (45m, 1h30m, 90s): those in flight finish and are "
@@ -125,9 +127,10 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("task_ids", nargs="+", metavar="TASK_ID")
     _common(cancel)
     cancel.set_defaults(command=_deletions_cancel)
-    sync = actions.add_parser("sync", help="append the current state of a run's tasks to its manifest")
+    sync = actions.add_parser("sync", help="append the current state of a run's tasks to its manifest (every open "
+                                            "run's, with one token and one listing, unless --run-id names one)")
     sync.add_argument("--config", required=True)
-    sync.add_argument("--run-id", required=True)
+    sync.add_argument("--run-id", help="this run only (default: every run with a task not yet ACTIONED or CANCELLED)")
     _common(sync)
     sync.set_defaults(command=_deletions_sync)
 
@@ -178,7 +181,13 @@ def _run(args: argparse.Namespace) -> int:
     if job.destination.effective_limits.requests_per_minute is not None:
         _warn_about_a_test_minute()
     progress = TerminalProgress() if sys.stderr.isatty() and args.log_format == "text" else LogProgress()
-    summary = run_job(job, run_id=args.run_id, dry_run=args.dry_run, progress=progress, confirmed=args.yes)
+    summary = run_job(job, run_id=args.run_id, dry_run=args.dry_run, progress=progress, confirmed=args.yes,
+                      force=args.force)
+    if summary.already_delivered_by is not None:
+        earlier = summary.already_delivered_by
+        print(f"run {summary.run_id}: nothing sent: this export was already delivered to {job.destination.describe_text()} "
+              f"by run {earlier['run_id']} at {earlier['at']} (its outputs: {earlier['output_dir']}); --force sends it again")
+        return 0
     statuses = ", ".join(f"{n} {status}" for status, n in summary.batches_by_status.items()) or "no batches"
     line = (
         f"run {summary.run_id}: {summary.rows_read:,} rows read, {summary.rows_rejected:,} rejected, "
@@ -233,7 +242,8 @@ def _validate(args: argparse.Namespace) -> int:
         stream.max_reject_fraction = 1.0  # read everything and name every reason; the threshold is judged below
         batches = sum(1 for _ in stream.batches())  # everything but sending
     report = {
-        "job": job.job, "endpoint": endpoint.spec.family, "files": list(stream.source.files),
+        "job": job.job, "endpoint": endpoint.spec.family, "destination": job.destination.describe(),
+        "files": list(stream.source.files),
         "rows_read": stream.rows_read, "rows_rejected": stream.rows_rejected, "duplicates": stream.duplicates_dropped,
         "superseded": stream.superseded, "identifiers": stream.identifiers, "requests": batches,
         "reject_reasons": stream.reject_reasons,
@@ -244,6 +254,7 @@ def _validate(args: argparse.Namespace) -> int:
         print(f"error: {stream.rows_rejected:,} of {stream.rows_read:,} rows are invalid, above source.max_reject_fraction={limit}: "
               "a run would send nothing (reasons above)", file=sys.stderr)
         return 2
+    print(f"destination: {job.destination.describe_text()}")
     print(f"ok: {stream.identifiers:,} identifiers would be sent to {endpoint.spec.family} as "
           f"{describe_send_time(batches, job.destination.effective_limits)}; nothing was sent")
     return 0
@@ -314,11 +325,15 @@ def _deletions_cancel(args: argparse.Namespace) -> int:
 
 
 def _deletions_sync(args: argparse.Namespace) -> int:
-    from pipeline.deletions import sync_run
+    from pipeline.deletions import open_runs, sync_runs
 
-    result = sync_run(load_job(args.config), args.run_id)
-    states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(result["by_status"].items())) or "no tasks"
-    print(f"run {result['run_id']}: {result['tasks']} task(s): {states}; {result['open']} still open")
+    job = load_job(args.config)
+    results = sync_runs(job, [args.run_id] if args.run_id else open_runs(job))
+    for result in results:
+        states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(result["by_status"].items())) or "no tasks"
+        print(f"run {result['run_id']}: {result['tasks']} task(s): {states}; {result['open']} still open")
+    if not results:
+        print("no open deletion runs: every task of every run is ACTIONED or CANCELLED")
     return 0
 
 

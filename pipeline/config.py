@@ -146,19 +146,20 @@ class DestinationBase(StrictModel):
     """What every endpoint shares.
 
     Subclasses set `default_limits`, `max_limits` (the documented maximum where Rokt documents one, else a
-    conservative cap) and `default_base_url`.
+    conservative cap) and `production_url` (Rokt's own base URL for the family, for the docs and the messages:
+    `base_url` has no default, so a job always says where its data goes).
     """
 
     default_limits: ClassVar[Limits]
     max_limits: ClassVar[Limits]
     documented_limits: ClassVar[tuple[str, ...]] = ()  # the limits Rokt publishes (the others are the connector's caps)
-    default_base_url: ClassVar[str]
+    production_url: ClassVar[str]
     identifier_roles: ClassVar[tuple[str, ...]] = ("email", "sha256")
     other_roles: ClassVar[tuple[str, ...]] = ()
     one_identifier_per_row: ClassVar[bool] = True
     mirror_supported: ClassVar[bool] = False  # the API can remove what it was sent (include/exclude)
 
-    base_url: str | None = None
+    base_url: str
     limits: Limits | None = None
     timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     retry: RetrySettings = RetrySettings()
@@ -213,12 +214,36 @@ class DestinationBase(StrictModel):
 
     @field_validator("base_url")
     @classmethod
-    def _valid_base_url(cls, value: str | None) -> str | None:
-        return api_url(value, "base_url")
+    def _valid_base_url(cls, value: str) -> str:
+        url = api_url(value, "base_url")
+        assert url is not None
+        return url
 
     @property
     def url(self) -> str:
-        return self.base_url or self.default_base_url
+        return self.base_url
+
+    @property
+    def is_production(self) -> bool:
+        """Rokt's own API (any *.rokt.com host), as against a sandbox or a test double."""
+        return is_rokt_host(self.base_url)
+
+    def describe(self) -> dict[str, Any]:
+        """Where the requests go and what they ask, in plain words: endpoint, URL, account, list, action, ..."""
+        fields: dict[str, Any] = {"endpoint": self.endpoint, "url": self.url, "production": self.is_production}  # type: ignore[attr-defined]
+        for attribute, (key, _) in _DESCRIBED.items():
+            value = getattr(self, attribute, None)
+            if value is not None:
+                fields[key] = value
+        return fields
+
+    def describe_text(self) -> str:
+        """'audience_import at https://data.rokt.com (PRODUCTION): account 123, list US_Customers, action include'."""
+        fields = self.describe()
+        where = f"{fields['endpoint']} at {fields['url']}" + (" (PRODUCTION)" if fields["production"] else " (not production)")
+        details = [f"{label} {fields[key]}" for key, label in _DESCRIBED.values()
+                   if key in fields and fields[key] not in (False, "full")]
+        return f"{where}: {', '.join(details)}" if details else where
 
     @property
     def effective_limits(self) -> Limits:
@@ -233,6 +258,20 @@ class DestinationBase(StrictModel):
         fields = {k: v for k, v in self.model_dump(mode="json", by_alias=True).items() if k not in _HOW_NOT_WHERE}
         fields["base_url"] = self.url
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# What describe() names, besides the endpoint and URL: attribute -> (key, label), the fields that say which account,
+# list and request (a dry run and a sync mode are named only when they are not the default).
+_DESCRIBED = {
+    "account_id": ("account_id", "account"), "parent_account_id": ("parent_account_id", "parent account"),
+    "list_name": ("list", "list"), "action": ("action", "action"), "request_type": ("request_type", "request type"),
+    "send": ("send", "sends"), "dry_run": ("dry_run", "dry run"), "sync_mode": ("sync_mode", "sync mode"),
+}
+
+
+def is_rokt_host(url: str) -> bool:
+    host = (urlparse(url).hostname or "").lower()
+    return host == "rokt.com" or host.endswith(".rokt.com")
 
 
 def api_url(value: str | None, key: str) -> str | None:
@@ -262,7 +301,7 @@ class AudienceImportDestination(DestinationBase):
     default_limits: ClassVar[Limits] = _AUDIENCE_LIMITS
     max_limits: ClassVar[Limits] = _AUDIENCE_LIMITS
     documented_limits: ClassVar[tuple[str, ...]] = ("batch_size", "requests_per_second", "concurrency")
-    default_base_url: ClassVar[str] = "https://data.rokt.com"
+    production_url: ClassVar[str] = "https://data.rokt.com"
 
     endpoint: Literal["audience_import"]
     account_id: str = Field(min_length=1)
@@ -277,7 +316,7 @@ class AudienceImportLegacyDestination(DestinationBase):
     default_limits: ClassVar[Limits] = _AUDIENCE_LIMITS
     max_limits: ClassVar[Limits] = _AUDIENCE_LIMITS
     documented_limits: ClassVar[tuple[str, ...]] = ("batch_size", "requests_per_second", "concurrency")
-    default_base_url: ClassVar[str] = "https://data.rokt.com"
+    production_url: ClassVar[str] = "https://data.rokt.com"
 
     endpoint: Literal["audience_import_legacy"]
     account_id: str | None = None
@@ -292,7 +331,7 @@ class DataDeletionDestination(DestinationBase):
     # 202 carries no task ID (it is found by listing tasks before and after).
     default_limits: ClassVar[Limits] = Limits(batch_size=10_000, requests_per_second=1, concurrency=1)
     max_limits: ClassVar[Limits] = Limits(batch_size=100_000, requests_per_second=10, concurrency=1)
-    default_base_url: ClassVar[str] = "https://api.rokt.com"
+    production_url: ClassVar[str] = "https://api.rokt.com"
 
     endpoint: Literal["data_deletion"]
     account_id: str = Field(min_length=1)
@@ -304,7 +343,7 @@ class NurtureUnsubscribeDestination(DestinationBase):
     # One email per request; the rate is not documented, so the defaults are conservative.
     default_limits: ClassVar[Limits] = Limits(batch_size=1, requests_per_second=50, concurrency=8)
     max_limits: ClassVar[Limits] = Limits(batch_size=1, requests_per_second=1000, concurrency=32)
-    default_base_url: ClassVar[str] = "https://api.data.rokt.com"
+    production_url: ClassVar[str] = "https://api.data.rokt.com"
 
     identifier_roles: ClassVar[tuple[str, ...]] = ("email",)
 
@@ -328,11 +367,11 @@ class PartnershipsDestination(DestinationBase):
     default_limits: ClassVar[Limits] = Limits(batch_size=1, requests_per_minute=10, concurrency=2)
     max_limits: ClassVar[Limits] = Limits(batch_size=1, requests_per_minute=10, concurrency=4)
     documented_limits: ClassVar[tuple[str, ...]] = ("requests_per_minute", "requests_per_second")
-    default_base_url: ClassVar[str] = _PARTNERSHIPS_URL
+    production_url: ClassVar[str] = _PARTNERSHIPS_URL
 
     parent_account_id: str = Field(min_length=1)
     credentials: BearerToken | ClientCredentials
-    auth_url: str | None = None  # the OAuth token endpoint; default Rokt's (override for the sandbox)
+    auth_url: str | None = None  # the OAuth token endpoint; Rokt's when base_url is Rokt's, else required
 
     @model_validator(mode="before")
     @classmethod
@@ -347,6 +386,14 @@ class PartnershipsDestination(DestinationBase):
     @classmethod
     def _valid_auth_url(cls, value: str | None) -> str | None:
         return api_url(value, "auth_url")
+
+    @model_validator(mode="after")
+    def _auth_url_beside_base_url(self) -> PartnershipsDestination:
+        # A sandbox's client secret must never be sent to Rokt's token endpoint, nor Rokt's to a sandbox's.
+        if isinstance(self.credentials, ClientCredentials) and self.auth_url is None and not self.is_production:
+            raise ValueError("auth_url: required with client_id and client_secret when base_url is not Rokt's "
+                             f"(Rokt's is {PARTNERSHIPS_AUTH_URL})")
+        return self
 
     @property
     def token_url(self) -> str:
@@ -463,11 +510,23 @@ def describe_validation_error(error: ValidationError) -> str:
         message = problem["msg"].removeprefix("Value error, ")
         if problem["type"] == "extra_forbidden":
             message = "unknown key (check the spelling)"
+        elif problem["type"] == "missing" and location.endswith("base_url"):
+            message = _BASE_URL_REQUIRED.format(production=_production_url(problem["loc"]))
         elif problem["type"] == "union_tag_invalid":
             expected = problem.get("ctx", {}).get("expected_tags", "")
             message = f"unknown endpoint; expected one of {expected}"
         lines.append(f"{location}: {message}" if location else message)
     return "; ".join(lines)
+
+
+_BASE_URL_REQUIRED = ("required: the API's URL, {production} for Rokt's, or a sandbox's (http://127.0.0.1:8787). There is "
+                      "no default, so that a job always says where its data goes")
+
+
+def _production_url(location: tuple[Any, ...]) -> str:
+    classes = {cls.model_fields["endpoint"].annotation.__args__[0]: cls for cls in Destination.__args__[0].__args__}
+    endpoint = next((part for part in location if part in classes), None)
+    return classes[endpoint].production_url if endpoint else "https://…rokt.com"
 
 
 def _is_union_tag(part: Any) -> bool:

@@ -12,7 +12,9 @@ from pipeline.endpoints.data_deletion import DataDeletion, created_task_ids
 from pipeline.errors import ConfigError, SendError
 from pipeline.http.client import sender_for
 from pipeline.ledger import open_ledger, read_records, utc_now
+from pipeline.endpoints.registry import endpoint_for
 from pipeline.outputs import run_ids, run_store
+from pipeline.send.resume import seconds_since_recent_starts
 
 READY_AFTER_DAYS = 12
 ACTIONED_BY_DAYS = 30
@@ -58,8 +60,11 @@ def _connect(job: JobConfig) -> tuple[DataDeletion, Any]:
     return endpoint, sender_for(job, endpoint)
 
 
-def list_tasks(job: JobConfig, status: str | None = None) -> list[Task]:
+def list_tasks(job: JobConfig, status: str | None = None, recent_starts: list[float] = ()) -> list[Task]:
+    """The account's tasks (in `status`, when given). `recent_starts`: how long ago requests of this account were
+    made (a run moments ago), counted against the rate limit first."""
     endpoint, sender = _connect(job)
+    sender.gates[None].seed(list(recent_starts))
     try:
         tasks = [Task.parse(item) for item in endpoint.list_tasks(sender.fetch)]
     finally:
@@ -94,13 +99,29 @@ def cancel_tasks(job: JobConfig, task_ids: list[str]) -> list[CancelOutcome]:
 
 def sync_run(job: JobConfig, run_id: str) -> dict[str, Any]:
     """Refresh the state of every task in a run's manifest and append one state line per task."""
-    store = run_store(job, run_id)
-    if not read_records(store)[0]:  # checked before opening the ledger, which would create the run's folder
-        raise ConfigError(f"no manifest for run {run_id!r} at {store.uri}")
+    return sync_runs(job, [run_id])[0]
+
+
+def sync_runs(job: JobConfig, run_ids_to_sync: list[str]) -> list[dict[str, Any]]:
+    """sync_run for several runs with one token and one listing of the account's tasks, shared by all: a sync of
+    every open run stays within the API's limits however many there are."""
+    stores = {run_id: run_store(job, run_id) for run_id in run_ids_to_sync}
+    recent: list[float] = []
+    for run_id, store in stores.items():
+        records = read_records(store)[0]
+        if not records:  # checked before opening the ledger, which would create the run's folder
+            raise ConfigError(f"no manifest for run {run_id!r} at {store.uri}")
+        recent += seconds_since_recent_starts(records, endpoint_for(job))  # a sync right after a run shares its limit
+    if not stores:
+        return []
+    current = {t.task_id: t for t in list_tasks(job, recent_starts=recent)}
+    return [_record_task_states(job, run_id, store, current) for run_id, store in stores.items()]
+
+
+def _record_task_states(job: JobConfig, run_id: str, store: Any, current: dict[str, Task]) -> dict[str, Any]:
     ledger = open_ledger(store, job.output.ledger_flush_records, job.output.ledger_flush_seconds)
     try:
         task_ids = created_task_ids(ledger.records)
-        current = {t.task_id: t for t in list_tasks(job)}
         now = datetime.now(timezone.utc)
         states: dict[str, int] = {}
         for task_id in task_ids:

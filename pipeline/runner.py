@@ -21,12 +21,14 @@ from pipeline.endpoints.base import Endpoint
 from pipeline.endpoints.registry import endpoint_for
 from pipeline.errors import ConfigError, InputError
 from pipeline.ledger import PLAN, REJECTS, SENDING, SUMMARY, open_ledger, read_records, utc_now, write_json
-from pipeline.outputs import new_run_id, run_store, valid_run_id
+from pipeline.outputs import job_store, new_run_id, run_store, valid_run_id
 from pipeline.prepare.stream import PreparedStream
 from pipeline.progress import Progress, SilentProgress
+from pipeline.register import DeliveryRegister, Registration
 from pipeline.rejects import RejectsWriter
 from pipeline.send import send_batches
 from pipeline.sources import open_source
+from pipeline.sources.local import SourceFrame
 from pipeline.storage import LocalStore, Store
 from pipeline.summary import RunSummary
 
@@ -40,24 +42,61 @@ __all__ = ["RunSummary", "fingerprint_digest", "open_stream", "run_job"]
 
 def run_job(
     job: JobConfig, run_id: str | None = None, dry_run: bool = False, progress: Progress | None = None,
-    confirmed: bool = False,
+    confirmed: bool = False, force: bool = False,
 ) -> RunSummary:
-    """Run a job. `confirmed` is the command line's --yes, for destructive runs beyond the job's safety limit."""
+    """Run a job. `confirmed` is the command line's --yes, for destructive runs beyond the job's safety limit;
+    `force` sends an export again that the delivery register says was delivered already."""
     run_id = run_id or new_run_id()
     if not valid_run_id(run_id):
         raise ConfigError(f"--run-id {run_id!r}: use letters, digits and . _ : + @ = - (at most 200 characters)")
     started = time.monotonic()
     endpoint = endpoint_for(job)
-    store = run_store(job, run_id)
-    if dry_run and _has_sent(store):
-        raise ConfigError(f"--run-id {run_id}: this run has sent requests; a dry run under its id would replace its "
-                          "summary and plan. Dry-run under another --run-id, or none")
-    summary = RunSummary(run_id, job.job, endpoint.spec.family, dry_run, store.uri, started_at=utc_now())
-
     # The spill holds normalised identifiers: a private temporary folder, removed on every way out.
-    with tempfile.TemporaryDirectory(prefix="rokt-pipeline-") as workdir:
-        _run(job, endpoint, summary, store, Path(workdir), run_id, progress or SilentProgress(), confirmed,
-             deadline=None if job.destination.max_duration is None else started + job.destination.max_duration)
+    with tempfile.TemporaryDirectory(prefix="rokt-pipeline-") as scratch:
+        workdir = Path(scratch)
+        source = open_source(job.source, workdir)
+        fingerprint = fingerprint_digest(source.fingerprint)
+        register = None if dry_run or job.destination.sync_mode != "full" else DeliveryRegister(
+            job_store(job), endpoint.target, fingerprint)  # incremental and mirror runs keep a state of their own
+        earlier = register.earlier() if register is not None and not force else None
+        if earlier is not None and earlier.run_id != run_id:
+            if earlier.delivered:
+                return _already_delivered(job, endpoint, run_id, earlier, source, started)
+            log.warning("this export was partly delivered to this destination by run %s (started %s): resuming that "
+                        "run's ledger, so nothing it had sent goes again", earlier.run_id, earlier.started_at)
+            run_id = earlier.run_id
+        store = run_store(job, run_id)
+        if dry_run and _has_sent(store):
+            raise ConfigError(f"--run-id {run_id}: this run has sent requests; a dry run under its id would replace its "
+                              "summary and plan. Dry-run under another --run-id, or none")
+        summary = _new_summary(job, endpoint, run_id, dry_run, store, source, fingerprint)
+        _run(job, endpoint, summary, store, workdir, source, progress or SilentProgress(), confirmed,
+             deadline=None if job.destination.max_duration is None else started + job.destination.max_duration,
+             register=register)
+    summary.elapsed_seconds = round(time.monotonic() - started, 3)
+    summary.finished_at = utc_now()
+    write_json(store, SUMMARY, summary.to_dict())
+    if register is not None:  # from the summary, which is counted from the ledger
+        register.finished(run_id, summary.exit_code == 0, summary.destination,
+                          {"identifiers": summary.identifiers, "identifiers_left": summary.identifiers_left})
+    return summary
+
+
+def _new_summary(job: JobConfig, endpoint: Endpoint, run_id: str, dry_run: bool, store: Store, source: SourceFrame,
+                 fingerprint: str) -> RunSummary:
+    return RunSummary(run_id, job.job, endpoint.spec.family, dry_run, store.uri, started_at=utc_now(),
+                      source_files=list(source.fingerprint), source_fingerprint=fingerprint,
+                      destination=job.destination.describe())
+
+
+def _already_delivered(job: JobConfig, endpoint: Endpoint, run_id: str, earlier: Registration, source: SourceFrame,
+                       started: float) -> RunSummary:
+    """A summary, and nothing sent: the register says another run delivered this export here already."""
+    store = run_store(job, run_id)
+    summary = _new_summary(job, endpoint, run_id, False, store, source, fingerprint_digest(source.fingerprint))
+    summary.already_delivered_by = {"run_id": earlier.run_id, "at": earlier.updated_at,
+                                    "output_dir": run_store(job, earlier.run_id).uri}
+    log.info("already delivered by run %s at %s: nothing sent (--force sends it again)", earlier.run_id, earlier.updated_at)
     summary.elapsed_seconds = round(time.monotonic() - started, 3)
     summary.finished_at = utc_now()
     write_json(store, SUMMARY, summary.to_dict())
@@ -69,11 +108,10 @@ def _has_sent(store: Store) -> bool:
                for r in read_records(store)[0] if "batch" in r)
 
 
-def _run(job: JobConfig, endpoint: Endpoint, summary: RunSummary, store: Store, workdir: Path, run_id: str,
-         progress: Progress, confirmed: bool, deadline: float | None) -> None:
-    stream = open_stream(job, endpoint, store, workdir)
-    summary.source_files = list(stream.source.fingerprint)
-    summary.source_fingerprint = fingerprint_digest(stream.source.fingerprint)
+def _run(job: JobConfig, endpoint: Endpoint, summary: RunSummary, store: Store, workdir: Path, source: SourceFrame,
+         progress: Progress, confirmed: bool, deadline: float | None, register: DeliveryRegister | None) -> None:
+    stream = prepare_stream(job, endpoint, source, store, workdir)
+    run_id = summary.run_id
     sync: SyncPlan | None = None
     try:
         if job.destination.sync_mode != "full":  # send only the difference against the destination's state
@@ -87,6 +125,10 @@ def _run(job: JobConfig, endpoint: Endpoint, summary: RunSummary, store: Store, 
         faultpoints.reached("after_prepare")
         endpoint.bind_run(job.job, run_id, summary.dry_run)
         _write_plan(store, summary, endpoint, stream)
+        # Said once everything is checked, right before the first request (an error stays one line of its own).
+        log.info("%s to %s", "dry run: would send" if summary.dry_run else "sending", job.destination.describe_text())
+        if register is not None:
+            register.sending(run_id, summary.destination)
         ledger = open_ledger(store, job.output.ledger_flush_records, job.output.ledger_flush_seconds)
         summary.manifest_torn_lines = ledger.torn_lines
         try:
@@ -131,13 +173,17 @@ def _write_plan(store: Store, summary: RunSummary, endpoint: Endpoint, stream: P
         "run_id": summary.run_id, "job": summary.job, "endpoint": endpoint.spec.family,
         "batches": stream.batches_total, "identifiers": stream.identifiers if stream.complete else None,
         "one_subject": endpoint.spec.one_subject, "written_at": utc_now(), "source_fingerprint": summary.source_fingerprint,
+        "target": endpoint.target, "destination": summary.destination,
     })
 
 
 def open_stream(job: JobConfig, endpoint: Endpoint, store: Store, workdir: Path) -> PreparedStream:
     """The job's source as a stream of batches; rejects.csv is written as it goes."""
+    return prepare_stream(job, endpoint, open_source(job.source, workdir), store, workdir)
+
+
+def prepare_stream(job: JobConfig, endpoint: Endpoint, source: SourceFrame, store: Store, workdir: Path) -> PreparedStream:
     columns = job.source.columns.mapped()
-    source = open_source(job.source, workdir)
     rejects_path = store.path / REJECTS if isinstance(store, LocalStore) else workdir / REJECTS
     rejects = RejectsWriter(rejects_path, source.files, columns, job.output.rejects_include_values)
     spec = endpoint.spec

@@ -43,6 +43,9 @@ class RunSummary:
     started_at: str = ""
     finished_at: str = ""
     sync: dict[str, Any] | None = None  # incremental / mirror: the plan against the destination's state, and its outcome
+    destination: dict[str, Any] = field(default_factory=dict)  # where the requests went, in plain words
+    # The run sent nothing: this export had been delivered to this destination by another run (delivery register).
+    already_delivered_by: dict[str, Any] | None = None
 
     @property
     def exit_code(self) -> int:

@@ -37,6 +37,7 @@ LOST = f"{FAULTS}::test_every_lost_answer_is_flagged_ambiguous_and_nothing_else_
 STOP_403 = f"{FAULTS}::test_a_403_stops_the_run_at_its_first_answer"
 PARTNERSHIPS = "tests/integration/test_partnerships.py"
 PRESSURE = "tests/integration/test_under_pressure.py"
+REGISTER_TESTS = "tests/integration/test_register.py"
 LIMITS = "pipeline/http/limits.py"
 SHORT_TOKENS = "test_short_lived_tokens_are_exchanged_as_they_expire_and_the_published_limits_hold"
 
@@ -114,6 +115,25 @@ MUTANTS: list[Mutant] = [
     mutant("T5", "a run throttled forever never stops", CLIENT,
            "if outcome.throttled_for + delay <= self.policy.max_throttle:", "if True:",
            f"{PRESSURE}::test_a_run_refused_for_longer_than_its_throttle_budget_stops_cleanly"),
+    # Exactly once per export, across runs.
+    mutant("G1", "the delivery register is not consulted", "pipeline/runner.py",
+           "earlier = register.earlier() if register is not None and not force else None", "earlier = None",
+           f"{REGISTER_TESTS}::test_the_same_export_goes_once_whatever_the_run_id_and_again_only_with_force"),
+    mutant("G2", "a partly delivered export starts over instead of resuming its run", "pipeline/runner.py",
+           "            run_id = earlier.run_id\n", "            pass\n",
+           f"{REGISTER_TESTS}::test_an_export_delivered_in_part_is_finished_by_resuming_that_run"),
+    mutant("G3", "a run is registered only once it ends (a killed run is forgotten)", "pipeline/runner.py",
+           "            register.sending(run_id, summary.destination)\n", "            pass\n",
+           f"{REGISTER_TESTS}::test_an_export_delivered_in_part_is_finished_by_resuming_that_run"),
+    mutant("G4", "a job without base_url goes to production", "pipeline/config.py",
+           "    base_url: str\n", '    base_url: str = "https://data.rokt.com"\n',
+           f"{REGISTER_TESTS}::test_a_job_without_base_url_is_refused_and_validate_names_the_destination"),
+    mutant("G5", "a deletion sync right after a run ignores that run's last requests", "pipeline/deletions.py",
+           "    sender.gates[None].seed(list(recent_starts))\n", "    pass\n",
+           "tests/integration/test_data_deletion.py::test_the_sync_of_several_open_runs_takes_one_token_and_one_listing"),
+    mutant("G6", "a local output under a remote executor is not refused", "dags/rokt_airflow/tasks.py",
+           'if remote and not job.output.uri.startswith("s3://") and not settings.get("output_is_shared"):', "if False:",
+           "tests/dags/test_dag_runs.py::test_a_local_output_under_a_remote_executor_is_refused_before_sending"),
     # The ledger.
     mutant("L1", "a resume skips requests the API rejected as if accepted", "pipeline/ledger.py",
            'r.get("status") == "accepted" and "batch" in r', 'r.get("status") in ("accepted", "rejected") and "batch" in r',

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseHook, get_current_context
@@ -57,13 +58,17 @@ def load(settings: dict[str, Any], overrides: dict[str, Any]) -> Any:
     """The job, with the connection's credentials and base URL, and its limits cut to this task's pool share."""
     from pipeline import load_job
     from pipeline.errors import PipelineError
+    from rokt_airflow import DAGS_FOLDER
 
     variables, base_url = connection_settings(settings["conn_id"], settings["credentials"])
     # The connection's values win over the process environment, which serves the other ${VAR}s (paths, ...).
     environment = {**os.environ, **variables}
     overrides = dict(overrides) | ({"destination.base_url": base_url} if base_url else {})
+    job_file = Path(settings["job_file"])
+    settings = {**settings, "job_file": str(job_file if job_file.is_absolute() else DAGS_FOLDER / job_file)}
     try:
         job = load_job(settings["job_file"], overrides=overrides, environment=environment)
+        refuse_unshared_output(job, settings)
         destination = job.destination
         if destination.endpoint != settings["endpoint"]:
             raise AirflowFailException(
@@ -82,6 +87,20 @@ def load(settings: dict[str, Any], overrides: dict[str, Any]) -> Any:
     except PipelineError as exc:  # config or input error: a retry cannot help
         raise AirflowFailException(str(exc)) from None
     return job
+
+
+def refuse_unshared_output(job: Any, settings: dict[str, Any]) -> None:
+    """Under an executor whose tries may run on other machines, a local output folder is refused before sending:
+    a retry elsewhere would find no ledger there and send everything again."""
+    from rokt_airflow import LOCAL_EXECUTORS, executors
+
+    remote = [name for name in executors() if name not in LOCAL_EXECUTORS]
+    if remote and not job.output.uri.startswith("s3://") and not settings.get("output_is_shared"):
+        raise AirflowFailException(
+            f"output.uri {job.output.uri} is a folder on this worker, but this Airflow runs tasks on {', '.join(remote)}: "
+            "a retry on another worker would not find the ledger and would send everything again. Nothing was sent. "
+            "Point output.uri at s3://… (e.g. overrides={'output.uri': '{{ var.value.rokt_output_uri }}'}), or pass "
+            "output_is_shared=True to rokt_dag() if every worker mounts that folder")
 
 
 def shared_limits(limits: Any, settings: dict[str, Any]) -> dict[str, Any]:
@@ -123,17 +142,22 @@ def send_job(settings: dict[str, Any], overrides: dict[str, Any], source_uri: st
     # A config or input error (nothing was sent: a retry cannot help), or answers the manifest could not store
     # (LedgerError: an automatic retry would send them again before someone copies the rescue file back).
     except PipelineError as exc:
-        raise AirflowFailException(str(exc)) from None
+        raise AirflowFailException(in_airflow_words(str(exc), settings["conn_id"])) from None
     manifest = summary.manifest
     log.info("manifest: %s", manifest)
     result = summary.to_dict() | {"ledger_run_id": run_id}
     if summary.exit_code:
-        message = failure_message(summary, manifest, settings["job_file"])
+        message = in_airflow_words(failure_message(summary, manifest, settings["job_file"]), settings["conn_id"])
         log.error("%s", message)
         if summary.stopped_reason and not summary.max_duration_reached:  # e.g. 401/403: every retry fails the same way
             raise AirflowFailException(message)
         raise RuntimeError(message)  # a retry (or the next run, for incremental jobs) carries on
     return result
+
+
+def in_airflow_words(message: str, conn_id: str) -> str:
+    """The library names the job file's keys; under Airflow the credentials come from a connection."""
+    return message.replace("destination.credentials", f"the Airflow connection {conn_id!r} (its login and password)")
 
 
 def failure_message(summary: Any, manifest: str, job_file: str) -> str:
@@ -157,11 +181,13 @@ def triggering_source_uris() -> list[str]:
     """Each triggering asset event's `source_uri` extra, in order, once; or the run conf's `source_uri`."""
     context = get_current_context()
     uris: list[str] = []
-    for events in context["triggering_asset_events"].values():
-        for event in events:
-            uri = (event.extra or {}).get("source_uri")
-            if isinstance(uri, str) and uri and uri not in uris:
-                uris.append(uri)
+    # Oldest first: exports are sent in the order they were written (one at a time: max_active_tis_per_dagrun=1).
+    events = sorted((event for events in context["triggering_asset_events"].values() for event in events),
+                    key=lambda event: event.timestamp)
+    for event in events:
+        uri = (event.extra or {}).get("source_uri")
+        if isinstance(uri, str) and uri and uri not in uris:
+            uris.append(uri)
     conf = context["dag_run"].conf or {}
     if not uris and isinstance(conf.get("source_uri"), str):
         uris.append(conf["source_uri"])
@@ -176,15 +202,13 @@ def triggering_source_uris() -> list[str]:
 
 def sync_deletion_runs(settings: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Run `deletions sync` over every run of the job whose deletion tasks are not all ACTIONED or CANCELLED."""
-    from pipeline.deletions import open_runs, sync_run
+    from pipeline.deletions import open_runs, sync_runs
 
     job = load(settings, overrides)
-    results = []
-    for run_id in open_runs(job):
-        result = sync_run(job, run_id)
+    results = sync_runs(job, open_runs(job))  # one token and one listing, whatever the number of open runs
+    for result in results:
         log.info("deletion run %s: %s tasks, %s still open, by status %s",
                  result["run_id"], result["tasks"], result["open"], result["by_status"])
-        results.append(result)
     still_open = [r["run_id"] for r in results if r["open"]]
     log.info("%d deletion run(s) synced, %d still open: %s", len(results), len(still_open), ", ".join(still_open))
     return {"synced": results, "open_runs": still_open}

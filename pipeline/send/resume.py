@@ -87,13 +87,14 @@ def unrecorded_attempts(records: list[dict[str, Any]], endpoint: Endpoint) -> di
 
 
 def seconds_since_recent_starts(records: list[dict[str, Any]], endpoint: Endpoint, within: float = 3600.0) -> list[float]:
-    """How long ago each request of this target recorded in the ledger started, for those within `within` seconds:
-    an attempt resumed moments after the last one stopped still counts them against the rate limit."""
+    """How long ago the requests of this target recorded in the ledger were made, for those within `within` seconds:
+    an attempt resumed (or a deletion sync run) moments after the last one stopped still counts them against the
+    rate limit. Each line counts its start and its finish: follow-up reads (a task id looked up) come in between."""
     now = datetime.now(timezone.utc)
     # A request's sending line and its outcome line carry the same start: counted once.
-    starts = {(r["batch"], r["started_at"]) for r in records
-              if "batch" in r and isinstance(r.get("started_at"), str) and endpoint.same_target(r)}
-    ages = [(now - datetime.fromisoformat(started.replace("Z", "+00:00"))).total_seconds() for _, started in starts]
+    moments = {(r["batch"], key, r[key]) for r in records if "batch" in r and endpoint.same_target(r)
+               for key in ("started_at", "finished_at") if isinstance(r.get(key), str)}
+    ages = [(now - datetime.fromisoformat(moment.replace("Z", "+00:00"))).total_seconds() for _, _, moment in moments]
     return [age for age in ages if 0 <= age < within]
 
 

@@ -4,6 +4,8 @@ the job files' paths and the parsed DAGs. Airflow's environment is set in airflo
 from __future__ import annotations
 
 import json
+import shutil
+from datetime import date
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -36,11 +38,25 @@ def rokt_connection(sandbox, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 @pytest.fixture()
 def job_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
-    """The non-secret ${VAR}s of the job files: where the exports are and where the manifests go."""
-    paths = {"ROKT_EXPORT_DIR": ROOT / "sample_data", "ROKT_OUTPUT_URI": tmp_path / "out"}
+    """The non-secret ${VAR}s of the job files: where the exports are and where the manifests go.
+
+    The exports folder holds the sample files as they are (for the test DAGs' undated inputs) and, for the example
+    DAGs' dated inputs, a copy per day a test places with `export_on`.
+    """
+    exports = tmp_path / "export-dir"
+    shutil.copytree(ROOT / "sample_data", exports)
+    paths = {"ROKT_EXPORT_DIR": exports, "ROKT_OUTPUT_URI": tmp_path / "out"}
     for name, path in paths.items():
         monkeypatch.setenv(name, str(path))
     return paths
+
+
+def export_on(job_paths: dict[str, Path], day: date, name: str) -> Path:
+    """The sample file `name` as the export of `day`: <exports>/<YYYY-MM-DD>/<name> (a file of its own)."""
+    dated = job_paths["ROKT_EXPORT_DIR"] / day.isoformat() / name
+    dated.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ROOT / "sample_data" / name, dated)
+    return dated
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 from pipeline.batching import batch_digest
 from pipeline.ledger import parse_lines
 from tests.conftest import ROOT, received_identifiers
+from tests.dags.conftest import export_on
 from tests.integration.test_audience_run import expected_hex
 
 CUSTOMERS_CSV = ROOT / "sample_data" / "customers.csv"
@@ -79,7 +81,9 @@ def test_daily_audience_dag_sends_everything_once_under_the_airflow_run_id(
 ) -> None:
     from airflow.sdk._shared.secrets_masker import redact
 
-    dag_run = run_dag(dagbag, "rokt_audience_daily")
+    day = datetime(2025, 6, 1, 6, tzinfo=timezone.utc)
+    export_on(job_paths, day.date(), "customers.csv")
+    dag_run = run_dag(dagbag, "rokt_audience_daily", logical_date=day, run_after=day)
     assert dag_run.state == "success"
     state = sandbox.state()
     assert sorted(received_identifiers(state)) == sorted(expected_hex(CUSTOMERS_CSV))  # all of it, once
@@ -242,7 +246,7 @@ def test_after_a_worker_crash_the_rerun_resumes_and_never_resends_a_recorded_bat
         worker.wait(timeout=30)
     log.close()
     assert len(recorded) >= 2, "the worker never got two batches accepted:\n" + Path(log.name).read_text()[-3000:]
-    [run_dir] = list(out.iterdir())
+    [run_dir] = [path for path in out.iterdir() if not path.name.startswith("_")]  # _register: the delivery register
     recorded = [line for line in manifest_lines(run_dir / "manifest.jsonl") if line["status"] == "accepted"]
     assert len(recorded) < 5  # it really died part way
 
@@ -260,8 +264,6 @@ def test_after_a_worker_crash_the_rerun_resumes_and_never_resends_a_recorded_bat
 def test_deletion_dag_submits_then_follows_open_runs_until_every_task_is_final(
     dagbag, sandbox, job_paths, monkeypatch,
 ) -> None:
-    from datetime import datetime, timezone
-
     from pipeline.config import load_job
     from pipeline.deletions import open_runs
 
@@ -271,6 +273,7 @@ def test_deletion_dag_submits_then_follows_open_runs_until_every_task_is_final(
         monkeypatch.delenv(name, raising=False)
 
     day_one = datetime(2025, 6, 1, 7, tzinfo=timezone.utc)
+    export_on(job_paths, day_one.date(), "deletion_requests.csv")
     first = run_dag(dagbag, "rokt_data_deletion", logical_date=day_one, run_after=day_one)
     assert first.state == "success"
     [task] = sandbox.state()["data_deletion"]["tasks"]
@@ -281,6 +284,7 @@ def test_deletion_dag_submits_then_follows_open_runs_until_every_task_is_final(
 
     sandbox.advance_days(31)  # past the documented 30 days: Rokt has actioned the first run's task
     day_two = datetime(2025, 7, 2, 7, tzinfo=timezone.utc)
+    export_on(job_paths, day_two.date(), "deletion_requests.csv")
     second = run_dag(dagbag, "rokt_data_deletion", logical_date=day_two, run_after=day_two)
     assert second.state == "success"
     synced = {r["run_id"]: r for r in returned(second, "sync_open_deletion_runs")["synced"]}
@@ -289,3 +293,77 @@ def test_deletion_dag_submits_then_follows_open_runs_until_every_task_is_final(
     deletion_job = next(p for p in (ROOT / "dags" / "jobs").glob("*.yaml") if "endpoint: data_deletion" in p.read_text())
     job = load_job(deletion_job, environment={**os.environ, "ROKT_APP_ID": "x", "ROKT_APP_SECRET": "y"})
     assert open_runs(job) == [second.run_id]  # the first run is closed: the next day's sync leaves it alone
+
+
+def _s3_lines(client: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
+    """Every manifest line the run has put on S3 so far (its ledger segments)."""
+    listed = client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    lines: list[dict[str, Any]] = []
+    for item in sorted(listed, key=lambda item: item["Key"]):
+        if "/manifest/" in item["Key"]:
+            lines += parse_lines(client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())[0]
+    return lines
+
+
+def test_a_retry_on_another_worker_resumes_from_the_s3_ledger(
+    dagbag, sandbox, rokt_connection, job_paths, moto_s3, bucket, tmp_path, monkeypatch,
+) -> None:
+    """The first worker dies part way; the retry runs in a fresh process, in another folder, with nothing of the
+    first one's disk: the ledger on S3 is all it has, and it is enough (nothing recorded is sent again)."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.dags.airflow_setup import DAGS, TEST_DAGS
+
+    for name, value in moto_s3["env"].items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ROKT_OUTPUT_URI", f"s3://{bucket}/rokt")
+    client = moto_s3["client"]
+    when = datetime(2025, 6, 2, 6, 0, tzinfo=timezone.utc)
+    worker_args = [sys.executable, "-c", WORKER, str(TEST_DAGS), "rokt_test_small_batches", when.isoformat(), str(DAGS)]
+
+    def worker(folder: Path) -> subprocess.Popen:
+        folder.mkdir()
+        log = (folder / "worker.log").open("w")
+        return subprocess.Popen(worker_args, cwd=folder, env={**os.environ, "TMPDIR": str(folder)},
+                                stdout=subprocess.DEVNULL, stderr=log)
+
+    first = worker(tmp_path / "worker-1")
+    recorded: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 90
+    try:
+        while time.monotonic() < deadline and len(recorded) < 2:  # killed once two batches are on record on S3
+            recorded = [line for line in _s3_lines(client, bucket, "rokt/") if line.get("status") == "accepted"]
+            time.sleep(0.1)
+    finally:
+        first.kill()
+        first.wait(timeout=30)
+    assert len(recorded) >= 2, (tmp_path / "worker-1" / "worker.log").read_text()[-3000:]
+    assert len(recorded) < 5  # it really died part way
+
+    second = worker(tmp_path / "worker-2")  # another machine: a fresh process, folder and temporary directory
+    assert second.wait(timeout=180) == 0, (tmp_path / "worker-2" / "worker.log").read_text()[-3000:]
+    state = sandbox.state()
+    assert set(received_identifiers(state)) == expected_hex(CUSTOMERS_CSV)  # everything arrived
+    received = [batch_digest(r["identifiers"]) for r in state["received"]]
+    for line in recorded:
+        assert received.count(line["digest"]) == 1, f"batch {line['batch']} was on record on S3 and was sent again"
+
+
+def test_a_local_output_under_a_remote_executor_is_refused_before_sending(
+    dagbag, sandbox, rokt_connection, job_paths, monkeypatch, capfd, caplog,
+) -> None:
+    import rokt_airflow
+
+    monkeypatch.setattr(rokt_airflow, "executors", lambda: ["CeleryExecutor"])
+    day = datetime(2025, 6, 3, 6, tzinfo=timezone.utc)
+    export_on(job_paths, day.date(), "customers.csv")
+    dag_run = run_dag(dagbag, "rokt_audience_daily", logical_date=day, run_after=day)
+    assert dag_run.state == "failed"
+    send = task_instances(dag_run)[("send", -1)]
+    assert send.try_number == 1  # not retried: a retry would fail the same way
+    assert sandbox.state()["attempts"] == []  # refused before anything was sent
+    assert "a folder on this worker, but this Airflow runs tasks on CeleryExecutor" in task_logs(capfd, caplog)
+    assert "must be shared by every worker" in rokt_airflow._output_warning({}, False)  # the DAG's docs say so
+    assert rokt_airflow._output_warning({"output.uri": "s3://bucket/rokt"}, False) == ""

@@ -18,8 +18,8 @@ HELLO_HEX = "1753bdb368271a785887ddbfb926164f2f7c6a88f609c07ff0401c5572955206"
 
 def v3(**overrides) -> AudienceImportDestination:
     fields = {
-        "endpoint": "audience_import", "account_id": "123456789", "action": "include", "list": "US_Customers",
-        "credentials": {"public_key": "rpub-sandbox", "secret_key": "rsec-sandbox"}, **overrides,
+        "endpoint": "audience_import", "base_url": "https://data.rokt.com", "account_id": "123456789", "action": "include",
+        "list": "US_Customers", "credentials": {"public_key": "rpub-sandbox", "secret_key": "rsec-sandbox"}, **overrides,
     }
     return AudienceImportDestination.model_validate(fields)
 
@@ -37,7 +37,7 @@ def test_v3_golden_request() -> None:
 
 def test_legacy_golden_request_with_emails() -> None:
     destination = AudienceImportLegacyDestination.model_validate({
-        "endpoint": "audience_import_legacy", "action": "exclude", "send": "email",
+        "endpoint": "audience_import_legacy", "base_url": "https://data.rokt.com", "action": "exclude", "send": "email",
         "credentials": {"api_key": SecretStr("legacy-key")},
     })
     request = AudienceImport(destination, "email").build_request(Batch(0, ["a@example.com"]))

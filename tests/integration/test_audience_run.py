@@ -327,7 +327,7 @@ def test_no_raw_email_or_secret_in_any_output_or_log(tmp_path, sandbox, sandbox_
     sandbox.faults({"script": [{"kind": "status", "status": 503}, {"kind": "status", "status": 400}]})
     job = audience_job(tmp_path, CUSTOMERS_CSV, limits={"batch_size": 20, "concurrency": 1})
     logs = ""
-    for extra in ([], ["--log-format", "json"], ["--dry-run"]):
+    for extra in ([], ["--log-format", "json", "--force"], ["--dry-run"]):  # --force: each run sends, not the register
         done = run_cli("run", str(write_job(tmp_path, job)), *extra, env=sandbox_env)
         logs += done.stdout + done.stderr
     written = "".join(p.read_text(errors="replace") for p in (tmp_path / "out").rglob("*") if p.is_file())

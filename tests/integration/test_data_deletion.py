@@ -190,3 +190,23 @@ def test_a_task_created_just_before_a_crash_is_found_and_its_batch_flagged(tmp_p
     job = load_job(path)
     assert sorted(created_task_ids(lines)) == sorted(t["taskId"] for t in tasks)
     assert sync_run(job, "dsr-3")["tasks"] == 4
+
+
+def test_the_sync_of_several_open_runs_takes_one_token_and_one_listing(tmp_path, sandbox, sandbox_env) -> None:
+    """Three open runs, one sync right after them: one token and one listing for all of them, within the limit
+    (the connector's default of one request a second, which the sandbox enforces)."""
+    for day in range(3):
+        source = tmp_path / f"requests-{day}.csv"
+        source.write_text("email\n" + "\n".join(f"day{day}-person{i}@example.com" for i in range(5)) + "\n")
+        job = deletion_job(tmp_path, source, limits={"batch_size": 10, "requests_per_second": 1})
+        assert run_cli("run", str(write_job(tmp_path, job, f"day-{day}.yaml")), "--run-id", f"day-{day}",
+                       env=sandbox_env).returncode == 0
+    before = sandbox.state()
+    listed_before = sum(1 for a in before["attempts"] if a["method"] == "GET")
+    done = run_cli("deletions", "sync", "--config", str(tmp_path / "day-0.yaml"), env=sandbox_env)
+    assert done.returncode == 0, done.stderr
+    assert [line.split(":")[0] for line in done.stdout.splitlines()] == ["run day-0", "run day-1", "run day-2"]
+    after = sandbox.state()
+    assert after["data_deletion"]["token_requests"] - before["data_deletion"]["token_requests"] == 1
+    assert sum(1 for a in after["attempts"] if a["method"] == "GET") - listed_before == 1
+    assert after["violations"] == before["violations"]  # the sync broke no limit (it counts the runs' last requests)

@@ -74,7 +74,8 @@ def test_no_secret_or_raw_identifier_anywhere(tmp_path, secret_sandbox) -> None:
     logs = []
     for name, job in jobs.items():
         path = write_job(tmp_path, job, f"{name}.yaml")
-        for extra in ([], ["--log-format", "json"], ["--verbose"], ["--dry-run"]):
+        # --force: each run sends again (the delivery register would otherwise skip the export the first one sent)
+        for extra in ([], ["--log-format", "json", "--force"], ["--verbose", "--force"], ["--dry-run"]):
             done = run_cli("run", str(path), *extra, env=env)
             assert done.returncode in (0, 1), done.stderr
             logs.append(done.stdout + done.stderr)

@@ -41,7 +41,8 @@ def test_wire_identifiers_encode_to_exactly_the_bytes_json_dumps_makes() -> None
 
 def test_an_audience_request_from_a_series_batch_is_the_one_from_a_list_batch() -> None:
     destination = AudienceImportDestination.model_validate({
-        "endpoint": "audience_import", "account_id": "123456789", "action": "include", "list": "US_Customers",
+        "endpoint": "audience_import", "base_url": "https://data.rokt.com", "account_id": "123456789", "action": "include",
+        "list": "US_Customers",
         "credentials": {"public_key": "rpub-sandbox", "secret_key": "rsec-sandbox"},
     })
     endpoint = AudienceImport(destination, "email")
