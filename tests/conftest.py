@@ -137,6 +137,24 @@ def read_summary(out: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+# Every Unicode White_Space character, written out here apart from normalise.py (unicodedata does not hold the property).
+WHITE_SPACE = (" \t\n\r\x0b\x0c\x85\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+               "\u2028\u2029\u202f\u205f\u3000")
+
+
+def invisible(character: str) -> bool:
+    """What normalisation removes, by Python's own Unicode database: White_Space, format characters (Cf) and
+    variation selectors."""
+    import unicodedata
+
+    return (character in WHITE_SPACE or unicodedata.category(character) == "Cf"
+            or "VARIATION SELECTOR" in unicodedata.name(character, ""))
+
+
+def reference_normalise(value: str) -> str:
+    return "".join(c for c in value if not invisible(c)).lower()
+
+
 def valid_normalised_emails(path: Path, column: str = "email") -> set[str]:
     import re
 

@@ -124,3 +124,26 @@ def test_reject_threshold_is_judged_on_the_whole_file_before_sending(tmp_path, s
     assert sandbox.state()["attempts"] == []
     validate = run_cli("validate", str(tmp_path / "job.yaml"), env=sandbox_env)
     assert validate.returncode == 2 and '"not a valid email address": 70' in validate.stdout
+
+
+# Issue 25: what a new user's messy files showed. Each test below failed on the code before it.
+
+def sha256_hex(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+INVISIBLE = {"\u200e": "left-to-right mark", "\u200f": "right-to-left mark", "\u00ad": "soft hyphen",
+             "\u202a": "left-to-right embedding", "\u180e": "Mongolian vowel separator", "\ufe0f": "variation selector-16",
+             "\U000e0041": "tag latin capital letter a", "\u2066": "left-to-right isolate"}
+
+
+def test_invisible_characters_never_reach_the_hash(tmp_path, sandbox, sandbox_env) -> None:
+    emails = [f"in{i}{c}visible@exam{c}ple.com{c}" for i, c in enumerate(INVISIBLE)]
+    pl.DataFrame({"email": emails}).write_csv(tmp_path / "invisible.csv")
+    done = run(tmp_path, tmp_path / "invisible.csv", sandbox_env)
+    assert done.returncode == 0, done.stderr
+    sent = sorted(h for r in sandbox.state()["received"] for h in r["identifiers"])
+    assert sent == sorted(sha256_hex(f"in{i}visible@example.com") for i in range(len(INVISIBLE)))
+
