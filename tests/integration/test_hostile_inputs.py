@@ -7,7 +7,7 @@ import gzip
 import polars as pl
 import pytest
 
-from tests.conftest import audience_job, read_summary, run_cli, write_job
+from tests.conftest import audience_job, deletion_job, read_summary, run_cli, unsubscribe_job, write_job
 
 
 def run(tmp_path, source, env, columns=None, **source_options):
@@ -123,15 +123,71 @@ def test_reject_threshold_is_judged_on_the_whole_file_before_sending(tmp_path, s
     assert_one_line_error(last, "70 of 670 rows (10.4%) are invalid")
     assert sandbox.state()["attempts"] == []
     validate = run_cli("validate", str(tmp_path / "job.yaml"), env=sandbox_env)
-    assert validate.returncode == 2 and '"not a valid email address": 70' in validate.stdout
+    assert validate.returncode == 2 and '"email has no @": 70' in validate.stdout
 
 
 # Issue 25: what a new user's messy files showed. Each test below failed on the code before it.
+
+GOOD = [f"good{i}@example.com" for i in range(40)]
+JUNK_REASONS = {
+    "Alice <alice.j@example.com>": "email has a display name or angle brackets (Name <address>)",
+    "mailto:mail.to@example.com": "email starts with mailto:",
+    "'quoted.s@example.com'": "email is in quotes or has a quotation mark",
+    '"dq@example.com"': "email is in quotes or has a quotation mark",
+    "semi.colon@example.com;": "email starts or ends with punctuation",
+    "trail@example.com>": "email starts or ends with punctuation",
+    "paren@example.com)": "email starts or ends with punctuation",
+    "two@at@example.com": "email has more than one @",
+    "@example.com": "email has nothing before the @",
+    "nothing.after@": "email has nothing after the @",
+    "nodot@localhost": "email domain has no dot",
+    "empty.label@example..com": "email has an empty part (two dots in a row, or a dot first or last)",
+    "dot.before.at.@example.com": "email has an empty part (two dots in a row, or a dot first or last)",
+    "reserved@example.test": "email domain is reserved (.test, .local, .localhost, .invalid, .onion, .arpa): no mail reaches it",
+    "hyphen@-example.com": "not a valid email address",
+}
+
 
 def sha256_hex(text: str) -> str:
     import hashlib
 
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def rejects_rows(out) -> list[dict[str, str]]:
+    import csv
+
+    with next(out.glob("*/*/rejects.csv")).open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_junk_around_an_address_is_rejected_with_its_reason_never_hashed_and_sent(tmp_path, sandbox, sandbox_env) -> None:
+    junk = list(JUNK_REASONS)
+    pl.DataFrame({"email": GOOD + junk}).write_csv(tmp_path / "messy.csv")
+    done = run(tmp_path, tmp_path / "messy.csv", sandbox_env, max_reject_fraction=0.5)
+    assert done.returncode == 0, done.stderr
+    sent = {h for r in sandbox.state()["received"] for h in r["identifiers"]}
+    assert sent == {sha256_hex(e) for e in GOOD}
+    reasons = {int(row["row"]): row["reason"] for row in rejects_rows(tmp_path / "out")}
+    assert reasons == {len(GOOD) + 1 + i: JUNK_REASONS[value] for i, value in enumerate(junk)}
+
+
+RAW_EMAIL_JOBS = {
+    "audience-send-email": lambda p, s: audience_job(p, s, columns={"email": "email"}, send="email"),
+    "unsubscribe": unsubscribe_job,
+    "deletion-raw-emails": lambda p, s: deletion_job(p, s, send="email"),
+}
+
+
+@pytest.mark.parametrize("endpoint", list(RAW_EMAIL_JOBS), ids=list(RAW_EMAIL_JOBS))
+def test_raw_email_endpoints_never_send_a_display_name_or_mailto_as_an_address(tmp_path, sandbox, sandbox_env, endpoint) -> None:
+    good = GOOD[:12]
+    pl.DataFrame({"email": good + ["Eve <eve@example.com>", "mailto:Mallory@Example.com"]}).write_csv(tmp_path / "raw.csv")
+    job = RAW_EMAIL_JOBS[endpoint](tmp_path, tmp_path / "raw.csv")
+    job["source"]["max_reject_fraction"] = 0.5
+    done = run_cli("run", str(write_job(tmp_path, job)), env=sandbox_env)
+    assert done.returncode == 0, done.stderr
+    assert sorted(e for r in sandbox.state()["received"] for e in r["identifiers"]) == sorted(good)
 
 
 INVISIBLE = {"\u200e": "left-to-right mark", "\u200f": "right-to-left mark", "\u00ad": "soft hyphen",
