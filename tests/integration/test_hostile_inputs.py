@@ -112,8 +112,10 @@ def test_mixed_hex_and_base64_in_one_column(tmp_path, sandbox, sandbox_env) -> N
 
 def test_reject_threshold_is_judged_on_the_whole_file_before_sending(tmp_path, sandbox, sandbox_env) -> None:
     good = [f"user{i}@example.com" for i in range(600)]
-    # NULLs first, as an ORDER BY export puts them: 3% overall (under 5%), but the first rows are all bad
-    pl.DataFrame({"email": [None] * 18 + good}, schema={"email": pl.String}).write_csv(tmp_path / "nulls-first.csv")
+    # NULLs first, as an ORDER BY export puts them: 3% overall (under 5%), but the first rows are all bad (beside an id,
+    # so that they are rows: a line with nothing on it is a blank line, skipped)
+    emails = pl.Series("email", [None] * 18 + good, dtype=pl.String)
+    pl.DataFrame({"id": range(len(emails)), "email": emails}).write_csv(tmp_path / "nulls-first.csv")
     first = run(tmp_path, tmp_path / "nulls-first.csv", sandbox_env)
     assert first.returncode == 0, first.stderr
     sandbox.reset()
@@ -202,4 +204,88 @@ def test_invisible_characters_never_reach_the_hash(tmp_path, sandbox, sandbox_en
     assert done.returncode == 0, done.stderr
     sent = sorted(h for r in sandbox.state()["received"] for h in r["identifiers"])
     assert sent == sorted(sha256_hex(f"in{i}visible@example.com") for i in range(len(INVISIBLE)))
+
+
+def test_a_duplicated_mapped_header_is_refused_naming_the_column(tmp_path, sandbox, sandbox_env) -> None:
+    path = write_bytes(tmp_path, "twice.csv", b"email,name,email\na@example.com,A,b@example.com\n")
+    assert_one_line_error(run(tmp_path, path, sandbox_env), "column 'email' appears more than once in the header")
+    assert sandbox.state()["attempts"] == []
+
+
+def test_a_duplicated_header_no_job_reads_is_no_error(tmp_path, sandbox, sandbox_env) -> None:
+    path = write_bytes(tmp_path, "notes.csv", b"email,note,note\na@example.com,x,y\n")
+    assert run(tmp_path, path, sandbox_env).returncode == 0
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_blank_lines_are_skipped_never_counted_as_invalid_rows(tmp_path, sandbox, sandbox_env, newline) -> None:
+    emails = [f"user{i}@example.com" for i in range(10)]
+    text = newline.join(["email,name", *(f"{e},n{i}" for i, e in enumerate(emails[:5])), "",
+                         *(f"{e},n{i}" for i, e in enumerate(emails[5:])), "", "", ""])
+    done = run(tmp_path, write_bytes(tmp_path, "blank.csv", text.encode()), sandbox_env)
+    assert done.returncode == 0, done.stderr
+    facts = read_summary(tmp_path / "out")
+    assert (facts["rows_read"], facts["rows_rejected"], facts["identifiers_accepted"]) == (10, 0, 10)
+    single = "email\n" + "".join(f"{e}\n" for e in emails) + "\n\n\n"
+    sandbox.reset()
+    done = run(tmp_path, write_bytes(tmp_path, "single.csv", single.encode()), sandbox_env)
+    assert done.returncode == 0, done.stderr
+    assert len(sandbox.state()["received"][0]["identifiers"]) == 10
+
+
+def test_a_row_of_empty_fields_with_data_beside_it_is_still_an_empty_email(tmp_path, sandbox, sandbox_env) -> None:
+    text = "email,name\n" + "".join(f"u{i}@example.com,n\n" for i in range(30)) + ",has a name but no email\n"
+    done = run(tmp_path, write_bytes(tmp_path, "gap.csv", text.encode()), sandbox_env)
+    assert done.returncode == 0, done.stderr
+    assert [(r["row"], r["reason"]) for r in rejects_rows(tmp_path / "out")] == [("31", "empty")]
+
+
+HEADERLESS = {
+    "full-width-at": ("alice\uff20example.com,Alice Smith\nbob@example.com,Bob Jones\n", ",", ["alice", "Alice Smith"]),
+    "semicolons": ("carol@example.com;Carol Diaz\ndan@example.com;Dan Wu\n", ",", ["carol", "Carol Diaz"]),
+    "names-only": ("Erin Stone,42 Elm Street\nFrank Ng,7 Oak Road\n", ",", ["Erin Stone", "42 Elm Street"]),
+}
+
+
+@pytest.mark.parametrize("case", list(HEADERLESS), ids=list(HEADERLESS))
+def test_a_headerless_file_is_refused_without_echoing_its_first_row(tmp_path, sandbox, sandbox_env, case) -> None:
+    text, delimiter, secrets = HEADERLESS[case]
+    done = run(tmp_path, write_bytes(tmp_path, "people.csv", text.encode()), sandbox_env, delimiter=delimiter)
+    assert_one_line_error(done, "column 'email' not found")
+    assert str(tmp_path / "people.csv") in done.stderr
+    assert not [s for s in secrets if s in done.stdout + done.stderr]
+
+
+def _utf16(text: str) -> bytes:
+    return text.encode("utf-16")  # little-endian with its byte-order mark, as Excel's "Unicode text" writes it
+
+
+UNCLEAR = {
+    "utf-16-le": (lambda p: write_bytes(p, "u16.csv", _utf16("email\na@example.com\n")), "the file is UTF-16; export it as UTF-8"),
+    "utf-16-be": (lambda p: write_bytes(p, "u16be.csv", b"\xfe\xff" + "email\na@example.com\n".encode("utf-16-be")),
+                  "the file is UTF-16; export it as UTF-8"),
+    "utf-32": (lambda p: write_bytes(p, "u32.csv", "email\na@example.com\n".encode("utf-32")), "the file is UTF-32; export it as UTF-8"),
+    "gzip-cut-in-its-header": (lambda p: write_bytes(p, "tiny.csv.gz", gzip.compress(b"email\na@example.com\n")[:15]),
+                               "the compressed file is truncated or corrupt"),
+    "parquet-cut-short": (lambda p: write_bytes(p, "cut.parquet", _parquet_bytes()[:-100]),
+                          "not a complete Parquet file (truncated, or not Parquet at all)"),
+}
+
+
+def _parquet_bytes() -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    pl.DataFrame({"email": [f"p{i}@example.com" for i in range(500)]}).write_parquet(buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("case", list(UNCLEAR), ids=list(UNCLEAR))
+def test_an_unreadable_file_is_refused_naming_it_and_what_is_wrong(tmp_path, sandbox, sandbox_env, case) -> None:
+    make, message = UNCLEAR[case]
+    path = make(tmp_path)
+    done = run(tmp_path, path, sandbox_env)
+    assert_one_line_error(done, message)
+    assert str(path) in done.stderr and "Error" not in done.stderr  # no exception class names
+    assert sandbox.state()["attempts"] == []
 
