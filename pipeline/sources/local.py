@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import gzip
 import os
 import re
@@ -79,15 +78,35 @@ def _is_data_file(path: Path) -> bool:
     return path.is_file() and not path.name.startswith(("_", ".")) and path.stat().st_size > 0
 
 
+def _expand(pattern: str) -> list[str]:
+    """The files that `pattern` (a glob, `**` for any depth) matches. Below its fixed part a symlinked folder is
+    never entered: a link back up would make `**` go round for ever (Python's glob follows it). Nor is a hidden one,
+    as glob skips them."""
+    parts = Path(pattern).parts
+    fixed = next(i for i, part in enumerate(parts) if _is_glob(part))
+    root = Path(*parts[:fixed]) if fixed else Path()
+    found = []
+    for path in root.glob(str(Path(*parts[fixed:]))):
+        folders = path.relative_to(root).parts[:-1]
+        below = [root.joinpath(*folders[:depth]) for depth in range(1, len(folders) + 1)]
+        if not any(folder.name.startswith(".") or folder.is_symlink() for folder in below) and _is_data_file(path):
+            found.append(str(path))
+    return sorted(found)
+
+
+def _is_glob(text: str) -> bool:
+    return any(ch in text for ch in "*?[")
+
+
 def resolve_local_files(uri: str) -> list[str]:
-    if any(ch in uri for ch in "*?["):
-        files = sorted(p for p in glob.glob(uri, recursive=True) if _is_data_file(Path(p)))
+    if _is_glob(uri):
+        files = _expand(uri)
         if not files:
             raise InputError(f"source.uri: no data files match {uri}")
         return files
     path = Path(uri)
     if path.is_dir():
-        files = sorted(str(p) for p in path.rglob("*") if _is_data_file(p) and infer_format(str(p)))
+        files = [f for f in _expand(str(path / "**" / "*")) if infer_format(f)]
         if not files:
             raise InputError(f"source.uri: directory {uri} holds no CSV or Parquet files")
         return files

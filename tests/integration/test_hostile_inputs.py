@@ -289,3 +289,17 @@ def test_an_unreadable_file_is_refused_naming_it_and_what_is_wrong(tmp_path, san
     assert str(path) in done.stderr and "Error" not in done.stderr  # no exception class names
     assert sandbox.state()["attempts"] == []
 
+
+def test_a_recursive_glob_over_a_symlink_loop_ends_and_reads_each_file_once(tmp_path, sandbox, sandbox_env) -> None:
+    parts = tmp_path / "parts"
+    (parts / "day1").mkdir(parents=True)
+    pl.DataFrame({"email": [f"a{i}@example.com" for i in range(5)]}).write_csv(parts / "day1" / "part-0.csv")
+    pl.DataFrame({"email": [f"b{i}@example.com" for i in range(5)]}).write_csv(parts / "part-1.csv")
+    (parts / "day1" / "again").symlink_to(parts)  # a loop: parts/day1/again/day1/again/...
+    (parts / "up").symlink_to(tmp_path)  # and another, so that every level doubles the paths
+    job = audience_job(tmp_path, f"{parts}/**/*.csv", columns={"email": "email"})
+    done = run_cli("run", str(write_job(tmp_path, job)), env=sandbox_env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    facts = read_summary(tmp_path / "out")
+    assert (facts["rows_read"], facts["identifiers_accepted"]) == (10, 10)
+    assert sorted(f["uri"] for f in facts["source_files"]) == [str(parts / "day1" / "part-0.csv"), str(parts / "part-1.csv")]
