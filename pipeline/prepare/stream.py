@@ -25,7 +25,7 @@ from pipeline.prepare.prepared import CHUNK_ROWS, DEFAULT_NORMALISERS, PreparedI
 from pipeline.prepare.schemas import (
     CERTAINLY_VALID_RAW, ROW_LEVEL, failing_rows, valid_expression, warmed_schema,
 )
-from pipeline.rejects import RejectsWriter
+from pipeline.rejects import RejectsWriter, raw_value_column
 from pipeline.sources.local import BLANK, FILE_INDEX, ROW_NUMBER, SourceFrame
 
 
@@ -105,7 +105,9 @@ class PreparedStream:
         validated = [*roles, *plan.derived]
         normalisers = {**DEFAULT_NORMALISERS, **plan.normalisers}
         outputs = [*plan.outputs]
-        query = _normalised(self.source.frame, roles, normalisers)
+        # rejects.csv shows a value as it was read, so that a person can find it in the file.
+        raw = {raw_value_column(role): pl.col(role) for role in roles if self.rejects.include_values}
+        query = _normalised(self.source.frame.with_columns(**raw), roles, normalisers)
         if plan.derived:
             query = query.with_columns(**plan.derived)
         rules_pass = valid_expression(validated, plan.nullable, plan.row_rules)
@@ -116,7 +118,7 @@ class PreparedStream:
             (pl.col(_RULES_PASS) & pl.col(WIRE).is_not_null()).alias(_VALID),
         )
         kept_columns = [_name(e) for e in outputs]
-        flagged_columns = [FILE_INDEX, ROW_NUMBER, *validated, _RULES_PASS]
+        flagged_columns = [FILE_INDEX, ROW_NUMBER, *validated, *raw, _RULES_PASS]
         # Built (pandera imported, its backends loaded) in the background: the GIL is free while polars reads.
         schema = _in_background("pandera-schema", warmed_schema, validated, plan.nullable, plan.row_rules)
         reasons = _Reasons(self.rejects, schema.result, validated)

@@ -240,6 +240,21 @@ def test_a_row_of_empty_fields_with_data_beside_it_is_still_an_empty_email(tmp_p
     assert [(r["row"], r["reason"]) for r in rejects_rows(tmp_path / "out")] == [("31", "empty")]
 
 
+FORMULAS = ["=HYPERLINK(\"http://x.example\",\"click\")", "+1-555-0100", "-2+3", "@SUM(A1)", "\t=1+2", "\r=1+2"]
+
+
+def test_rejects_csv_neutralises_formulas_and_keeps_the_raw_value(tmp_path, sandbox, sandbox_env) -> None:
+    cells = GOOD + FORMULAS + ["  Mixed Case@Example..COM "]
+    pl.DataFrame({"email": cells}).write_csv(tmp_path / "formulas.csv")
+    job = audience_job(tmp_path, tmp_path / "formulas.csv", columns={"email": "email"})
+    job["source"]["max_reject_fraction"] = 0.5
+    job["output"]["rejects_include_values"] = True
+    done = run_cli("run", str(write_job(tmp_path, job)), env=sandbox_env)
+    assert done.returncode == 0, done.stderr
+    values = [row["value"] for row in rejects_rows(tmp_path / "out")]
+    assert values == [f"'{f}" for f in FORMULAS] + ["  Mixed Case@Example..COM "]
+
+
 HEADERLESS = {
     "full-width-at": ("alice\uff20example.com,Alice Smith\nbob@example.com,Bob Jones\n", ",", ["alice", "Alice Smith"]),
     "semicolons": ("carol@example.com;Carol Diaz\ndan@example.com;Dan Wu\n", ",", ["carol", "Carol Diaz"]),
