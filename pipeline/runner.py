@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import secrets
 import tempfile
@@ -135,6 +136,7 @@ def run_job(
     started = time.monotonic()
     endpoint = endpoint_for(job)
     store = run_store(job, run_id)
+    _check_writable(job, store)
     if dry_run and any(r.get("status", "dry_run") != "dry_run" or r.get("record") == SENDING
                        for r in read_records(store)[0] if "batch" in r):
         raise ConfigError(f"--run-id {run_id}: this run has sent requests; a dry run under its id would replace its "
@@ -148,6 +150,23 @@ def run_job(
     summary.finished_at = utc_now()
     write_json(store, SUMMARY, summary.to_dict())
     return summary
+
+
+def _check_writable(job: JobConfig, store: Store) -> None:
+    """A local output folder that cannot be made or written to is a configuration error, found before the input is
+    read or anything is sent (not a machine failure at the first write). S3 is left to its first put."""
+    if not isinstance(store, LocalStore):
+        return
+    existing = store.path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        problem = f"{existing} is a file, not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"{existing} is not writable by this user"
+    else:
+        return
+    raise ConfigError(f"output.uri: cannot write the run's outputs under {job.output.uri}: {problem}. Nothing was read or sent.")
 
 
 def _run(

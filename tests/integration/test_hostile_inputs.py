@@ -305,6 +305,37 @@ def test_an_unreadable_file_is_refused_naming_it_and_what_is_wrong(tmp_path, san
     assert sandbox.state()["attempts"] == []
 
 
+def _output_under_a_file(tmp_path):
+    (tmp_path / "taken").write_text("a file where the output folder should be")
+    return tmp_path / "taken" / "out"
+
+
+def _output_that_is_a_file(tmp_path):
+    (tmp_path / "out.txt").write_text("a file")
+    return tmp_path / "out.txt"
+
+
+@pytest.mark.parametrize("make_output", [_output_under_a_file, _output_that_is_a_file], ids=["under-a-file", "is-a-file"])
+def test_an_output_location_that_cannot_be_written_is_a_config_error_found_before_reading(
+        tmp_path, sandbox, sandbox_env, make_output) -> None:
+    job = audience_job(tmp_path, tmp_path / "not-there-yet.csv", columns={"email": "email"})
+    job["output"]["uri"] = str(make_output(tmp_path))
+    done = run_cli("run", str(write_job(tmp_path, job)), env=sandbox_env)
+    # The source does not exist: an error about output.uri proves the output was checked before the input was read.
+    assert_one_line_error(done, "output.uri")
+    assert "--run-id" not in done.stderr and "Errno" not in done.stderr
+    assert sandbox.state()["attempts"] == []
+
+
+@pytest.mark.skipif(__import__("os").geteuid() == 0, reason="root writes to a read-only folder anyway")
+def test_an_output_folder_without_write_permission_is_a_config_error(tmp_path, sandbox, sandbox_env) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    job = audience_job(tmp_path, tmp_path / "not-there-yet.csv", columns={"email": "email"})
+    job["output"]["uri"] = str(locked / "out")
+    assert_one_line_error(run_cli("run", str(write_job(tmp_path, job)), env=sandbox_env), "output.uri")
+
+
 def test_a_recursive_glob_over_a_symlink_loop_ends_and_reads_each_file_once(tmp_path, sandbox, sandbox_env) -> None:
     parts = tmp_path / "parts"
     (parts / "day1").mkdir(parents=True)
