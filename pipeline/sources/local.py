@@ -30,7 +30,8 @@ _WIDE_ENCODINGS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-3
 
 @dataclass(frozen=True)
 class SourceFrame:
-    """The source as one LazyFrame: one String column per role, plus the file index and 1-based data row."""
+    """The source as one LazyFrame: one String column per role, plus the file index, the 1-based data row and
+    whether it is a blank line."""
 
     frame: pl.LazyFrame
     files: tuple[str, ...]  # as the user knows them (local paths or s3:// URIs), for rejects and the audit
@@ -78,15 +79,12 @@ def _is_data_file(path: Path) -> bool:
     return path.is_file() and not path.name.startswith(("_", ".")) and path.stat().st_size > 0
 
 
-def _expand(pattern: str) -> list[str]:
-    """The files that `pattern` (a glob, `**` for any depth) matches. Below its fixed part a symlinked folder is
-    never entered: a link back up would make `**` go round for ever (Python's glob follows it). Nor is a hidden one,
-    as glob skips them."""
-    parts = Path(pattern).parts
-    fixed = next(i for i, part in enumerate(parts) if _is_glob(part))
-    root = Path(*parts[:fixed]) if fixed else Path()
+def _expand(root: Path, pattern: str) -> list[str]:
+    """The data files under `root` that `pattern` (a glob, `**` for any depth) matches. A symlinked folder below
+    `root` is never entered: a link back up would make `**` go round for ever (Python's glob follows it). Nor is a
+    hidden one, as glob skips them."""
     found = []
-    for path in root.glob(str(Path(*parts[fixed:]))):
+    for path in root.glob(pattern):
         folders = path.relative_to(root).parts[:-1]
         below = [root.joinpath(*folders[:depth]) for depth in range(1, len(folders) + 1)]
         if not any(folder.name.startswith(".") or folder.is_symlink() for folder in below) and _is_data_file(path):
@@ -100,13 +98,15 @@ def _is_glob(text: str) -> bool:
 
 def resolve_local_files(uri: str) -> list[str]:
     if _is_glob(uri):
-        files = _expand(uri)
+        parts = Path(uri).parts
+        fixed = next(i for i, part in enumerate(parts) if _is_glob(part))  # the folders named before any wildcard
+        files = _expand(Path(*parts[:fixed]) if fixed else Path(), str(Path(*parts[fixed:])))
         if not files:
             raise InputError(f"source.uri: no data files match {uri}")
         return files
     path = Path(uri)
     if path.is_dir():
-        files = [f for f in _expand(str(path / "**" / "*")) if infer_format(f)]
+        files = [f for f in _expand(path, "**/*") if infer_format(f)]
         if not files:
             raise InputError(f"source.uri: directory {uri} holds no CSV or Parquet files")
         return files
