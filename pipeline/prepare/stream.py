@@ -141,20 +141,18 @@ class PreparedStream:
             return chunk.height, is_blank.sum(), flagged, valid.height, fresh
 
         try:
-            is_row = ~pl.col(BLANK)
+            without_identifier = pl.all_horizontal(pl.col(role).is_null() for role in roles).sum().alias("without_identifier")
             verdict = _in_background(
                 "judge-whole-file", self._judge_whole_file,
-                query.select(pl.len().alias("lines"), is_row.sum().alias("rows"), (~rules_pass & is_row).sum().alias("invalid")),
-                self._certainly_valid(roles), roles)
+                _without_blank_lines(query).select(pl.len().alias("lines"), without_identifier, (~rules_pass).sum().alias("invalid")),
+                self._certainly_valid(roles), without_identifier)
             # While the whole file is judged, the first chunk is read, hashed and deduplicated here, so the first
             # batches are ready when the verdict is; nothing of it is counted or written before. A whole chunk, not
             # one batch's worth of rows: invalid rows and duplicates leave fewer than a batch, and the first batch
             # then waited for the streaming engine's first chunk (10M-row end-to-end run: first request 0.3 s later).
             first = sort_out(query.head(self.chunk_rows).collect(), 0)
             lines_judged, may_have_blank_lines = verdict.result()
-            # Telling a blank line from a row of empty identifiers reads every field of a CSV file (about 0.3 CPU-s
-            # per 10M rows of three columns); a file with no row of empty identifiers has no blank line either.
-            rest_query = query if may_have_blank_lines else query.with_columns(pl.lit(False).alias(BLANK))
+            rest_query = query if may_have_blank_lines else _without_blank_lines(query)
             if lines_judged > self.memory_dedupe_rows:
                 pass_keys = self._keys(query, roles, normalisers)
                 # One query, not windows: its rows are a few bytes of keys, so the streaming engine's run-ahead
@@ -257,24 +255,26 @@ class PreparedStream:
         return pl.all_horizontal(CERTAINLY_VALID_RAW[role](pl.col(role)).fill_null(False) for role in roles)
 
     def _judge_whole_file(self, exact_counts: pl.LazyFrame, certainly_valid: pl.Expr | None,
-                          roles: list[str]) -> tuple[int, bool]:
+                          without_identifier: pl.Expr) -> tuple[int, bool]:
         """The reject threshold, judged on the whole file before the first batch, so a file that is mostly
         invalid sends nothing, whatever order its bad rows come in. Returns the lines counted (blank ones too) and
         whether any of them may be blank.
 
         A streaming pass without hashing or pandera. First, where the plan allows, one regex per raw row
         (`CERTAINLY_VALID_RAW`): if the rows it cannot vouch for are within the threshold, so are the invalid
-        ones (blank lines among them only make it stricter). Otherwise the rows are normalised and judged exactly,
-        blank lines aside; `exact_counts` gives (lines, rows, invalid rows).
+        ones (blank lines among them only make it stricter). Otherwise the rows are normalised and judged exactly
+        (`exact_counts`: lines, lines without any identifier, invalid lines), and blank lines, all invalid, are
+        counted apart, only where a line without any identifier says there may be one.
         """
         if certainly_valid is not None:
-            no_identifier = pl.all_horizontal(pl.col(role).is_null() for role in roles)
-            lines, uncertain, without_identifier = self.source.frame.select(
-                pl.len().alias("lines"), (~certainly_valid).sum().alias("uncertain"), no_identifier.sum().alias("empty"),
+            lines, uncertain, empty = self.source.frame.select(
+                pl.len().alias("lines"), (~certainly_valid).sum().alias("uncertain"), without_identifier,
             ).collect(engine="streaming").row(0)
             if lines and uncertain / lines <= self.max_reject_fraction:
-                return lines, without_identifier > 0
-        lines, rows, invalid = exact_counts.collect(engine="streaming").row(0)
+                return lines, empty > 0
+        lines, empty, invalid = exact_counts.collect(engine="streaming").row(0)
+        blank = self.source.frame.select(pl.col(BLANK).sum()).collect(engine="streaming").item() if empty else 0
+        rows, invalid = lines - blank, invalid - blank
         if not rows:
             raise InputError(f"source: {_describe(self.source)} has no data rows (header only?)")
         fraction = invalid / rows
@@ -284,7 +284,7 @@ class PreparedStream:
                 f"{self.max_reject_fraction}. Is the right column mapped? Run `rokt-pipeline validate` for the reasons "
                 "row by row. Nothing was sent."
             )
-        return lines, rows < lines
+        return lines, blank > 0
 
     def materialise(self, path: Path) -> PreparedInput:
         """Drain the stream into one Parquet file of request rows (for modes that diff the whole set).
@@ -359,6 +359,13 @@ class _FirstSeen:
             raise source_changed(f"more than the {later.rows:,} rows judged")
         first[~in_memory] = ~later.repeated(positions[~in_memory])
         return pl.Series(first)
+
+
+def _without_blank_lines(query: pl.LazyFrame) -> pl.LazyFrame:
+    """`query` for lines known not to be blank. Telling a blank line from a row of empty identifiers reads every
+    field of a CSV file (0.3 CPU-s per 10M rows of three columns); a file with no row lacking every identifier has no
+    blank line either, and polars then reads no more than the identifiers."""
+    return query.with_columns(pl.lit(False).alias(BLANK))
 
 
 def _normalised(frame: pl.LazyFrame, roles: list[str], normalisers: dict[str, Any]) -> pl.LazyFrame:

@@ -233,6 +233,20 @@ def test_blank_lines_are_skipped_never_counted_as_invalid_rows(tmp_path, sandbox
     assert len(sandbox.state()["received"][0]["identifiers"]) == 10
 
 
+@pytest.mark.parametrize("column", ["email", "sha256"])
+def test_blank_lines_never_count_against_the_reject_threshold(tmp_path, sandbox, sandbox_env, column) -> None:
+    """Judged exactly: the cheap pass cannot vouch for a hash, nor for a file that is mostly blank lines."""
+    values = [f"u{i}@example.com" for i in range(10)] + ["not an address"]
+    if column == "sha256":
+        values = [sha256_hex(v) for v in values[:10]] + ["not a hash"]
+    text = f"{column},note\n" + "".join(f"{v},n\n" for v in values) + "\n" * 30
+    done = run(tmp_path, write_bytes(tmp_path, "mostly-blank.csv", text.encode()), sandbox_env, columns={column: column},
+               max_reject_fraction=0.1)
+    assert done.returncode == 0, done.stderr
+    facts = read_summary(tmp_path / "out")
+    assert (facts["rows_read"], facts["rows_rejected"], facts["identifiers_accepted"]) == (11, 1, 10)
+
+
 def test_a_row_of_empty_fields_with_data_beside_it_is_still_an_empty_email(tmp_path, sandbox, sandbox_env) -> None:
     text = "email,name\n" + "".join(f"u{i}@example.com,n\n" for i in range(30)) + ",has a name but no email\n"
     done = run(tmp_path, write_bytes(tmp_path, "gap.csv", text.encode()), sandbox_env)
