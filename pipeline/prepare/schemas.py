@@ -66,7 +66,7 @@ _EMAIL_SHAPES = [
     (r"@[^.]*$", "email domain has no dot"),
     (r"^\.|\.\.|\.@|@\.|\.$", "email has an empty part (two dots in a row, or a dot first or last)"),
     (rf"\.(?:{'|'.join(RESERVED_TOP_LEVEL_DOMAINS)})$",
-     "email domain is reserved (.test, .local, .localhost, .invalid, .onion, .arpa): no mail reaches it"),
+     f"email domain is reserved ({', '.join('.' + name for name in RESERVED_TOP_LEVEL_DOMAINS)}): no mail reaches it"),
 ]
 COLUMN_RULES: dict[str, list[Rule]] = {
     "email": [

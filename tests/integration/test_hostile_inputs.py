@@ -145,7 +145,7 @@ JUNK_REASONS = {
     "nodot@localhost": "email domain has no dot",
     "empty.label@example..com": "email has an empty part (two dots in a row, or a dot first or last)",
     "dot.before.at.@example.com": "email has an empty part (two dots in a row, or a dot first or last)",
-    "reserved@example.test": "email domain is reserved (.test, .local, .localhost, .invalid, .onion, .arpa): no mail reaches it",
+    "reserved@example.test": "email domain is reserved (.arpa, .invalid, .local, .localhost, .onion, .test): no mail reaches it",
     "hyphen@-example.com": "not a valid email address",
 }
 
