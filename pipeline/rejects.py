@@ -11,6 +11,20 @@ from pipeline.prepare.schemas import ROW_LEVEL
 from pipeline.sources.local import FILE_INDEX, ROW_NUMBER
 
 HEADER = ["source_file", "row", "column", "reason"]
+_RAW_PREFIX = "__raw_"
+# What a spreadsheet reads as the start of a formula (OWASP's CSV injection list).
+_FORMULA_START = r"^[=+\-@\t\r]"
+
+
+def raw_value_column(role: str) -> str:
+    """The column holding `role`'s value as read, which rejects.csv writes when asked to."""
+    return _RAW_PREFIX + role
+
+
+def _never_a_formula(text: pl.Expr) -> pl.Expr:
+    """`text`, with a single quote in front where a spreadsheet would otherwise evaluate it: the quote makes the cell
+    text, and a person still finds the value in the source after it."""
+    return pl.when(text.str.contains(_FORMULA_START)).then(pl.lit("'") + text).otherwise(text)
 
 
 class RejectsWriter:
@@ -34,14 +48,14 @@ class RejectsWriter:
         located = raw_chunk.with_row_index("position").join(failures, on="position", how="inner")
         located = located.join(self._files, on=FILE_INDEX, how="left")
         columns = [
-            pl.col("source_file"),
+            _never_a_formula(pl.col("source_file")),
             pl.col(ROW_NUMBER).alias("row"),
-            pl.col("role").replace_strict(self._columns, return_dtype=pl.String).alias("column"),
+            _never_a_formula(pl.col("role").replace_strict(self._columns, return_dtype=pl.String)).alias("column"),
             pl.col("reason"),
         ]
         if self.include_values:
-            values = [pl.when(pl.col("role") == role).then(pl.col(role)) for role in self._roles]
-            columns.append(pl.coalesce(values).alias("value"))
+            values = [pl.when(pl.col("role") == role).then(pl.col(raw_value_column(role))) for role in self._roles]
+            columns.append(_never_a_formula(pl.coalesce(values)).alias("value"))
         rows = located.sort("position").select(columns)
         rows.write_csv(self._handle, include_header=False)
         self.count += rows.height

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -51,6 +52,7 @@ def run_job(
         raise ConfigError(f"--run-id {run_id!r}: use letters, digits and . _ : + @ = - (at most 200 characters)")
     started = time.monotonic()
     endpoint = endpoint_for(job)
+    _check_writable(job, job_store(job))
     # The spill holds normalised identifiers: a private temporary folder, removed on every way out.
     with tempfile.TemporaryDirectory(prefix="rokt-pipeline-") as scratch:
         workdir = Path(scratch)
@@ -101,6 +103,23 @@ def _already_delivered(job: JobConfig, endpoint: Endpoint, run_id: str, earlier:
     summary.finished_at = utc_now()
     write_json(store, SUMMARY, summary.to_dict())
     return summary
+
+
+def _check_writable(job: JobConfig, store: Store) -> None:
+    """A local output folder that cannot be made or written to is a configuration error, found before the input is
+    read or anything is sent (not a machine failure at the first write). S3 is left to its first put."""
+    if not isinstance(store, LocalStore):
+        return
+    existing = store.path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        problem = f"{existing} is a file, not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"{existing} is not writable by this user"
+    else:
+        return
+    raise ConfigError(f"output.uri: cannot write the run's outputs under {job.output.uri}: {problem}. Nothing was read or sent.")
 
 
 def _has_sent(store: Store) -> bool:

@@ -140,17 +140,52 @@ def read_summary(out: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def valid_normalised_emails(path: Path, column: str = "email") -> set[str]:
-    import re
+# Every Unicode White_Space character, written out here apart from normalise.py (unicodedata does not hold the property).
+WHITE_SPACE = (" \t\n\r\x0b\x0c\x85\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+               "\u2028\u2029\u202f\u205f\u3000")
 
+
+def invisible(character: str) -> bool:
+    """What normalisation removes, by Python's own Unicode database: White_Space, format characters (Cf) and
+    variation selectors."""
+    import unicodedata
+
+    return (character in WHITE_SPACE or unicodedata.category(character) == "Cf"
+            or "VARIATION SELECTOR" in unicodedata.name(character, ""))
+
+
+def reference_normalise(value: str) -> str:
+    return "".join(c for c in value if not invisible(c)).lower()
+
+
+def accepted_by_email_validator(address: str) -> bool:
+    """The independent oracle: email-validator's syntax checks (no DNS), Python per value."""
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return True
+
+
+def reference_email(value: str | None) -> str | None:
+    """`value` normalised, when it is an address the pipeline must send; else None. email-validator decides, with the
+    one rule the grammar adds on ASCII: a top-level domain of letters only, or punycode (pipeline/prepare/email_grammar.py)."""
+    if value is None:
+        return None
+    normalised = reference_normalise(value)
+    top_level = normalised.rsplit(".", 1)[-1]
+    if not (top_level.isalpha() or top_level.startswith("xn--")) or not accepted_by_email_validator(normalised):
+        return None
+    return normalised
+
+
+def valid_normalised_emails(path: Path, column: str = "email") -> set[str]:
     import polars as pl
 
-    out = set()
-    for value in pl.read_csv(path, infer_schema=False)[column].drop_nulls().to_list():
-        normalised = re.sub(r"\s", "", value).lower()
-        if re.fullmatch(r"[^@]+@[^@.]+(\.[^@.]+)+", normalised):
-            out.add(normalised)
-    return out
+    values = pl.read_csv(path, infer_schema=False)[column].drop_nulls().to_list()
+    return {email for email in map(reference_email, values) if email is not None}
 
 
 def partnership_job(tmp_path: Path, source: Path | str, columns: dict[str, str], **destination: Any) -> dict[str, Any]:

@@ -76,6 +76,8 @@ class PreparedInput:
 
 def safe_reason(exc: Exception) -> str:
     """polars messages can quote file content; say what kind of problem it is, never the bytes."""
+    if isinstance(exc, pl.exceptions.PanicException):  # polars gave up on bytes it could not decode
+        return "the file is corrupt (it could not be decoded)"
     text = str(exc).lower()
     if "utf-8" in text or "utf8" in text:
         return "not valid UTF-8 text (re-export the file as UTF-8)"

@@ -12,11 +12,22 @@ from pipeline.prepare.schemas import (
     CERTAINLY_VALID_RAW, failing_rows, identifier_schema, row_rule, valid_expression, warmed_schema,
 )
 
+JUNK = ["Alice <alice.j@example.com>", "<a@b.co>", "mailto:a@b.co", "'q@b.co'", '"q"@b.co', "“q@b.co”", "a@b.co;",
+        "(a@b.co", "a@b.co)", "a@@b.co", "a@b@c.co", "@b.co", "a@", "a@b", "a..b@c.co", ".a@b.co", "a.@b.co", "a@.b.co",
+        "a@b.co.", "a@b.test", "a@b.local", "a@b-.co", "a@ab--c.co", "a@b.c1", "𝐀@b.co", "ａ@b.co", "a@b.xn--p1ai"]
+# Characters that make or break an address, so that every rule of the email table fails somewhere.
+email_like = st.builds(
+    lambda local, domain, tld: f"{local}@{domain}.{tld}",
+    st.text(alphabet=st.sampled_from(list("aZ9.+_-'\"<>:;()@ü“")), max_size=8),
+    st.text(alphabet=st.sampled_from(list("a9-.üZ<>;)")), max_size=8),
+    st.sampled_from(["co", "com", "test", "local", "c1", "c-m", "", "co>", "co'", "co;", "xn--p1ai", "ä"]),
+)
 values = st.one_of(
     st.none(),
-    st.text(alphabet=st.sampled_from(list("aAzZ09@.+/=-_ \t\x00\x1f\u00fc")), max_size=70),
+    st.text(alphabet=st.sampled_from(list("aAzZ09@.+/=-_ \t\x00\x1f\u00fc<>:;'\"")), max_size=70),
+    email_like,
     st.sampled_from(["a@b.co", "a@b", "", "A" * 64, "a" * 63, "F1O9s2gnGnhYh92/uSYWTy98aoj2CcB/8EAcVXKVUgY=",
-                     "+14155550101", "+1", "NETWORK_OPT_OUT", "NETWORK_DATA_DELETION", "x" * 300 + "@b.co", "acct_1"]),
+                     "+14155550101", "+1", "NETWORK_OPT_OUT", "NETWORK_DATA_DELETION", "x" * 300 + "@b.co", "acct_1", *JUNK]),
 )
 
 
@@ -61,10 +72,11 @@ def test_the_warmed_schema_names_the_same_reasons() -> None:
 
 
 raw_emails = st.one_of(
-    st.text(alphabet=st.sampled_from(list("aAzZ09@.+-_' \t\n\x00\x1f\u00fc\u00a0\u200bİẞ")), max_size=40),
-    st.builds(lambda local, domain, pad: f"{pad}{local}@{domain}{pad[::-1]}",
-              st.text(alphabet=st.sampled_from(list("aZ9.+_-' İ\x00\x7f@")), min_size=1, max_size=300),
-              st.text(alphabet=st.sampled_from(list("a9-.Z \u00fc\x1f")), min_size=1, max_size=20),
+    st.text(alphabet=st.sampled_from(list("aAzZ09@.+-_' \t\n\x00\x1f\u00fc\u00a0\u200bİẞ\u212a")), max_size=40),
+    st.builds(lambda local, domain, tld, pad: f"{pad}{local}@{domain}.{tld}{pad[::-1]}",
+              st.text(alphabet=st.sampled_from(list("aZ9.+_-' İ\x00\x7f@\u212a")), min_size=1, max_size=300),
+              st.text(alphabet=st.sampled_from(list("a9-.Z \u00fc\x1f\u212a")), min_size=1, max_size=70),
+              st.sampled_from(["co", "COM", "Test", "LOCAL", "localhost", "tests", "c1", "xn--p1ai", "\u212a"]),
               st.sampled_from(["", " ", "\t", " \t ", "\u00a0"])),
 )
 
