@@ -11,6 +11,7 @@ import ipaddress
 import json
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Mapping, Union
 from urllib.parse import urlparse
@@ -239,11 +240,7 @@ class DestinationBase(StrictModel):
 
     def describe_text(self) -> str:
         """'audience_import at https://data.rokt.com (PRODUCTION): account 123, list US_Customers, action include'."""
-        fields = self.describe()
-        where = f"{fields['endpoint']} at {fields['url']}" + (" (PRODUCTION)" if fields["production"] else " (not production)")
-        details = [f"{label} {fields[key]}" for key, label in _DESCRIBED.values()
-                   if key in fields and fields[key] not in (False, "full")]
-        return f"{where}: {', '.join(details)}" if details else where
+        return describe_destination(self.describe())
 
     @property
     def effective_limits(self) -> Limits:
@@ -267,6 +264,14 @@ _DESCRIBED = {
     "list_name": ("list", "list"), "action": ("action", "action"), "request_type": ("request_type", "request type"),
     "send": ("send", "sends"), "dry_run": ("dry_run", "dry run"), "sync_mode": ("sync_mode", "sync mode"),
 }
+
+
+def describe_destination(fields: dict[str, Any]) -> str:
+    """A destination (DestinationBase.describe(), as plan.json and summary.json keep it) in one line of words."""
+    where = f"{fields['endpoint']} at {fields['url']}" + (" (PRODUCTION)" if fields.get("production") else " (not production)")
+    details = [f"{label} {fields[key]}" for key, label in _DESCRIBED.values()
+               if key in fields and fields[key] not in (False, "full")]
+    return f"{where}: {', '.join(details)}" if details else where
 
 
 def is_rokt_host(url: str) -> bool:
@@ -544,6 +549,14 @@ def load_job(
     os.environ for ${VAR} lookups.
     """
     job_path = Path(path)
+    raw = _read_job_file(job_path, overrides)
+    try:
+        return JobConfig.model_validate(interpolate_environment(raw, environment=environment))
+    except ValidationError as exc:
+        raise ConfigError(f"{job_path}: {describe_validation_error(exc)}") from None
+
+
+def _read_job_file(job_path: Path, overrides: dict[str, Any] | None) -> dict[str, Any]:
     try:
         raw = yaml.safe_load(job_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -556,10 +569,54 @@ def load_job(
         raise ConfigError(f"{job_path}: a job file is a YAML mapping with job, source, destination and output")
     for dotted_key, value in (overrides or {}).items():
         _set_dotted(raw, dotted_key, value)
+    return raw
+
+
+class _OutputsPart(StrictModel):
+    """The keys of a job file that say where its outputs are and what its runs sent."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    job: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    output: OutputConfig = OutputConfig()
+
+
+@dataclass(frozen=True)
+class JobOutputs:
+    """What the commands that only read a job's outputs (status, runs, lookup, audit export) need of its file:
+    where the outputs are, and what kind of identifiers the runs sent. Read without credentials: only `job` and
+    `output` are interpolated, so they run where the job's secrets are not."""
+
+    job: str
+    output: OutputConfig
+    endpoint: str
+    roles: tuple[str, ...]  # the identifier columns mapped (email, sha256, phone, account_id, ...)
+    default_phone_region: str = "US"
+
+    @property
+    def one_subject(self) -> bool:
+        return self.endpoint in ONE_SUBJECT_ENDPOINTS
+
+
+ONE_SUBJECT_ENDPOINTS = frozenset({"nurture_unsubscribe", "network_privacy", "account_deletion"})
+
+
+def load_job_outputs(path: str | os.PathLike[str], environment: Mapping[str, str] | None = None) -> JobOutputs:
+    """The job file's outputs side (JobOutputs); ConfigError with one line when it is unusable."""
+    job_path = Path(path)
+    raw = _read_job_file(job_path, None)
+    destination = raw.get("destination") if isinstance(raw.get("destination"), dict) else {}
+    columns = (raw.get("source") or {}).get("columns") if isinstance(raw.get("source"), dict) else None
+    known = {cls.model_fields["endpoint"].annotation.__args__[0] for cls in Destination.__args__[0].__args__}
+    if destination.get("endpoint") not in known:
+        raise ConfigError(f"{job_path}: destination.endpoint: expected one of {', '.join(sorted(known))}")
     try:
-        return JobConfig.model_validate(interpolate_environment(raw, environment=environment))
+        part = _OutputsPart.model_validate(interpolate_environment(
+            {key: raw[key] for key in ("job", "output") if key in raw}, environment=environment))
+        roles = ColumnMap.model_validate(columns or {}).mapped()
     except ValidationError as exc:
         raise ConfigError(f"{job_path}: {describe_validation_error(exc)}") from None
+    return JobOutputs(part.job, part.output, destination["endpoint"], tuple(roles),
+                      str(destination.get("default_phone_region", "US")))
 
 
 def _set_dotted(tree: dict[str, Any], dotted_key: str, value: Any) -> None:

@@ -33,7 +33,8 @@ SEGMENTS = "manifest/"
 # `record` kinds of lines that are not a request's outcome (those have a `status`):
 SENDING = "sending"  # a not idempotent request is about to be sent: a resume knows it may have arrived
 UNRECORDED_ATTEMPTS = "unrecorded_attempts"  # IDs the API may hold for requests sent before a crash
-SUMMARY = "summary.json"
+SUMMARY = "summary.json"  # the latest attempt's
+SUMMARIES = "summaries/"  # every attempt's: <attempt number>.json
 REJECTS = "rejects.csv"
 PLAN = "plan.json"  # written before the first request: what the run means to send
 

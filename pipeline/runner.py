@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline import faultpoints
+from pipeline.audit.index import INDEX, DeliveryIndexWriter
 from pipeline.config import JobConfig
 from pipeline.endpoints.base import Endpoint
 from pipeline.endpoints.registry import endpoint_for
 from pipeline.errors import ConfigError, InputError
-from pipeline.ledger import PLAN, REJECTS, SENDING, SUMMARY, open_ledger, read_records, utc_now, write_json
+from pipeline.ledger import PLAN, REJECTS, SENDING, SUMMARIES, SUMMARY, open_ledger, read_records, utc_now, write_json
 from pipeline.outputs import job_store, new_run_id, run_store, valid_run_id
 from pipeline.prepare.stream import PreparedStream
 from pipeline.progress import Progress, SilentProgress
@@ -75,9 +76,7 @@ def run_job(
         _run(job, endpoint, summary, store, workdir, source, progress or SilentProgress(), confirmed,
              deadline=None if job.destination.max_duration is None else started + job.destination.max_duration,
              register=register)
-    summary.elapsed_seconds = round(time.monotonic() - started, 3)
-    summary.finished_at = utc_now()
-    write_json(store, SUMMARY, summary.to_dict())
+    _write_summary(store, summary, started)
     if register is not None:  # from the summary, which is counted from the ledger
         register.finished(run_id, summary.exit_code == 0, summary.destination,
                           {"identifiers": summary.identifiers, "identifiers_left": summary.identifiers_left})
@@ -99,10 +98,18 @@ def _already_delivered(job: JobConfig, endpoint: Endpoint, run_id: str, earlier:
     summary.already_delivered_by = {"run_id": earlier.run_id, "at": earlier.updated_at,
                                     "output_dir": run_store(job, earlier.run_id).uri}
     log.info("already delivered by run %s at %s: nothing sent (--force sends it again)", earlier.run_id, earlier.updated_at)
+    _write_summary(store, summary, started)
+    return summary
+
+
+def _write_summary(store: Store, summary: RunSummary, started: float) -> None:
+    """summary.json, the latest attempt's, and summaries/<attempt>.json: a resume never overwrites what an earlier
+    attempt of the run did."""
     summary.elapsed_seconds = round(time.monotonic() - started, 3)
     summary.finished_at = utc_now()
+    summary.attempt = len(store.list(SUMMARIES)) + 1
+    write_json(store, f"{SUMMARIES}{summary.attempt:04d}.json", summary.to_dict())
     write_json(store, SUMMARY, summary.to_dict())
-    return summary
 
 
 def _check_writable(job: JobConfig, store: Store) -> None:
@@ -150,9 +157,10 @@ def _run(job: JobConfig, endpoint: Endpoint, summary: RunSummary, store: Store, 
             register.sending(run_id, summary.destination)
         ledger = open_ledger(store, job.output.ledger_flush_records, job.output.ledger_flush_seconds)
         summary.manifest_torn_lines = ledger.torn_lines
+        index = _delivery_index(endpoint, store, workdir)
         try:
             send_batches(job, endpoint, stream, ledger, summary, dry_run=summary.dry_run, progress=progress,
-                         deadline=deadline, on_prepared=lambda: _write_plan(store, summary, endpoint, stream))
+                         deadline=deadline, index=index, on_prepared=lambda: _write_plan(store, summary, endpoint, stream))
         except InputError as exc:
             if not summary.requests and not summary.batches_by_status.get("dry_run"):
                 raise  # nothing was sent: a plain input error (exit 2)
@@ -160,6 +168,7 @@ def _run(job: JobConfig, endpoint: Endpoint, summary: RunSummary, store: Store, 
             log.error("%s", summary.stopped_reason)
         finally:
             ledger.close()
+            _publish_index(index, store, stream)
         if sync is not None:  # after the ledger is closed (flushed to S3): the state never runs ahead of the ledger
             summary.stopped_reason = sync.advance(ledger.records) or summary.stopped_reason
     finally:
@@ -168,6 +177,20 @@ def _run(job: JobConfig, endpoint: Endpoint, summary: RunSummary, store: Store, 
             _write_plan(store, summary, endpoint, stream)
         if not isinstance(store, LocalStore) and (workdir / REJECTS).exists():
             store.upload_file(REJECTS, workdir / REJECTS)
+
+
+def _delivery_index(endpoint: Endpoint, store: Store, workdir: Path) -> DeliveryIndexWriter | None:
+    """A batch run's index of which batch each identifier went in (pipeline/audit/index.py), unless an earlier
+    attempt of the run left a whole one (the batches, and so the index, are the same)."""
+    if endpoint.spec.one_subject or store.exists(INDEX):
+        return None
+    return DeliveryIndexWriter(workdir / INDEX, endpoint.spec.wire_encoding)
+
+
+def _publish_index(index: DeliveryIndexWriter | None, store: Store, stream: PreparedStream | SyncPlan) -> None:
+    """Put beside the manifest once it holds every identifier of the run (a run stopped part way leaves it out)."""
+    if index is not None and index.close() and stream.complete and index.rows == stream.identifiers:
+        store.upload_file(INDEX, index.path)
 
 
 def _confirm_whole_set(endpoint: Endpoint, stream: PreparedStream | SyncPlan, confirmed: bool) -> None:

@@ -24,6 +24,7 @@ class Store(Protocol):
     def upload_file(self, name: str, path: Path) -> None: ...
     def download_file(self, name: str, path: Path) -> bool: ...
     def delete(self, name: str) -> None: ...
+    def exists(self, name: str) -> bool: ...
     def list(self, prefix: str = "") -> list[str]: ...
 
 
@@ -86,6 +87,9 @@ class LocalStore:
                 folder.rmdir()
             except OSError:  # not empty (or already gone)
                 break
+
+    def exists(self, name: str) -> bool:
+        return (self.path / name).is_file()
 
     def list(self, prefix: str = "") -> list[str]:
         base = self.path / prefix
@@ -156,6 +160,17 @@ class S3Store:
             self.client.delete_object(Bucket=self.bucket, Key=self._key(name))
         except ClientError as exc:
             raise s3_error(exc, f"s3://{self.bucket}/{self._key(name)}") from None
+
+    def exists(self, name: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(name))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return False
+            raise s3_error(exc, f"s3://{self.bucket}/{self._key(name)}") from None
+        return True
 
     def list(self, prefix: str = "") -> list[str]:
         from botocore.exceptions import ClientError

@@ -17,6 +17,7 @@ class RunSummary:
     endpoint: str
     dry_run: bool
     output_dir: str
+    attempt: int = 0  # 1 for a run's first attempt, 2 for its first resume, ...
     rows_read: int = 0
     rows_rejected: int = 0
     duplicates_dropped: int = 0

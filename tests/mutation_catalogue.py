@@ -134,6 +134,13 @@ MUTANTS: list[Mutant] = [
     mutant("G6", "a local output under a remote executor is not refused", "dags/rokt_airflow/tasks.py",
            'if remote and not job.output.uri.startswith("s3://") and not settings.get("output_is_shared"):', "if False:",
            "tests/dags/test_dag_runs.py::test_a_local_output_under_a_remote_executor_is_refused_before_sending"),
+    # The audit trail.
+    mutant("A1", "lookup does not read a batch run's delivery index", "pipeline/audit/lookup.py",
+           "batches = set(_indexed_batches(store, subject.digest))", "batches = set()",
+           "tests/integration/test_audit.py::test_lookup_finds_an_address_in_its_batch_and_says_not_found_otherwise"),
+    mutant("A2", "a resume overwrites the first attempt's summary", "pipeline/runner.py",
+           "summary.attempt = len(store.list(SUMMARIES)) + 1", "summary.attempt = 1",
+           "tests/integration/test_audit.py::test_a_resumed_run_keeps_every_attempts_summary"),
     # The ledger.
     mutant("L1", "a resume skips requests the API rejected as if accepted", "pipeline/ledger.py",
            'r.get("status") == "accepted" and "batch" in r', 'r.get("status") in ("accepted", "rejected") and "batch" in r',

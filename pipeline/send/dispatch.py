@@ -30,8 +30,11 @@ _SIGNAL_CHECK_SECONDS = 0.1
 
 
 class Dispatch:
-    def __init__(self, batch_sender: BatchSender, sender: Sender | StopSwitch, concurrency: int, *, dry_run: bool):
-        self.batch_sender, self.sender, self.dry_run = batch_sender, sender, dry_run
+    def __init__(self, batch_sender: BatchSender, sender: Sender | StopSwitch, concurrency: int, *, dry_run: bool,
+                 index: Callable[[Batch], None] = lambda batch: None):
+        """`index` notes every batch the stream yields, sent or not (the delivery index), off the main thread when
+        the batch goes to a sending thread."""
+        self.batch_sender, self.sender, self.dry_run, self.index = batch_sender, sender, dry_run, index
         self.concurrency = concurrency
         self._queue_slots = threading.Semaphore(concurrency * 2)  # batches handed over but not yet finished
         self._futures: deque[Future[None]] = deque()
@@ -48,8 +51,10 @@ class Dispatch:
             for batch in batches:
                 if resume.already_accepted(batch):
                     tally.count("already_accepted")
+                    self.index(batch)
                 elif self.sender.stopped.is_set():
                     tally.count("not_sent")
+                    self.index(batch)
                 else:
                     self._hand_over(pool, batch)
             if not self.sender.stopped.is_set():
@@ -86,6 +91,7 @@ class Dispatch:
     def _then_free_the_slot(self, work: Callable[[Batch], None], batch: Batch) -> None:
         try:
             work(batch)
+            self.index(batch)
         finally:
             self._queue_slots.release()
 

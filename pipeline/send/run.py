@@ -22,6 +22,7 @@ from pipeline.send.tally import Tally
 from pipeline.summary import RunSummary
 
 if TYPE_CHECKING:
+    from pipeline.audit.index import DeliveryIndexWriter
     from pipeline.http.client import Sender
     from pipeline.http.limits import SlidingWindowRateLimiter
     from pipeline.prepare.stream import PreparedStream
@@ -32,10 +33,10 @@ log = logging.getLogger(__name__)
 
 def send_batches(job: JobConfig, endpoint: Endpoint, stream: PreparedStream | SyncPlan, ledger: LedgerBase,
                  summary: RunSummary, *, dry_run: bool, progress: Progress, deadline: float | None = None,
-                 on_prepared: Callable[[], None] = lambda: None) -> None:
+                 index: DeliveryIndexWriter | None = None, on_prepared: Callable[[], None] = lambda: None) -> None:
     """Send each batch as the stream yields it, recording every outcome; fills the summary's send counts, also
-    when sending stops part way. No request starts after `deadline` (time.monotonic()). `on_prepared` runs once
-    the whole source has been read."""
+    when sending stops part way. No request starts after `deadline` (time.monotonic()); `index`, when given, gets
+    every batch. `on_prepared` runs once the whole source has been read."""
     # Not idempotent, or idempotent only while the API keeps the key: each request's sending is recorded before its
     # first byte, so a resume knows it may have arrived, and when. A dry run needs no HTTP stack, only a stop switch.
     spec = endpoint.spec
@@ -54,7 +55,8 @@ def send_batches(job: JobConfig, endpoint: Endpoint, stream: PreparedStream | Sy
     batches = stream.batches()
     out_of_time = None if deadline is None or dry_run else OutOfTime(sender, deadline, job.destination.max_duration)
     try:
-        Dispatch(batch_sender, sender, endpoint.spec.limits.concurrency, dry_run=dry_run).run(batches, on_prepared)
+        Dispatch(batch_sender, sender, endpoint.spec.limits.concurrency, dry_run=dry_run,
+                 index=index.add if index is not None else lambda batch: None).run(batches, on_prepared)
     finally:
         # Also when preparation fails part way: what was sent is counted and summarised.
         if out_of_time is not None:
