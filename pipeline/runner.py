@@ -152,7 +152,8 @@ def _run(job: JobConfig, endpoint: Endpoint, summary: RunSummary, store: Store, 
         endpoint.bind_run(job.job, run_id, summary.dry_run)
         _write_plan(store, summary, endpoint, stream)
         # Said once everything is checked, right before the first request (an error stays one line of its own).
-        log.info("%s to %s", "dry run: would send" if summary.dry_run else "sending", job.destination.describe_text())
+        log.info("%s to %s", "dry run: would send" if summary.dry_run else "sending", job.destination.describe_text(),
+                 extra={"fields": {"destination": job.destination.describe(), "dry_run": summary.dry_run}})
         if register is not None:
             register.sending(run_id, summary.destination)
         ledger = open_ledger(store, job.output.ledger_flush_records, job.output.ledger_flush_seconds)

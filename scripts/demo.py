@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pipeline.sandbox.state import Credentials
 from pipeline.sandbox.process import start_sandbox_process
+from pipeline.words import plural
 
 ROOT = Path(__file__).resolve().parent.parent
 SANDBOX_ENV = Credentials().as_environment()
@@ -37,15 +38,26 @@ def main() -> int:
         state = sandbox.state()
     finally:
         sandbox.stop()
-    received = Counter()
-    for request in state["received"]:
-        received[(request["family"], request.get("action", "-"), request.get("key", "-"))] += request.get("count", 1)
     print("the sandbox received:")
-    for (family, action, key), count in sorted(received.items()):
-        print(f"  {family:<28} {action:<8} {key:<8} {count:>8,} identifiers")
+    print(_received_table(state))
     print(f"limit violations seen by the sandbox: {len(state['violations'])}")
     print("\noutputs (manifest.jsonl, summary.json, rejects.csv) are under out/demo/")
     return 1 if failures else 0
+
+
+def _received_table(state: dict) -> str:
+    """What the sandbox acted on, one line per endpoint, action and identifier kind, in aligned columns."""
+    received: Counter = Counter()
+    for request in state["received"]:
+        received[(request["family"], request.get("action", "-"), request.get("key", "-"), "identifier")] += request.get("count", 1)
+    for deletion in state["partnerships"]["deletions"]:
+        received[("account_deletion", "-", "account id", "account")] += 1
+    rows = [(family, action, key, plural(count, unit)) for (family, action, key, unit), count in sorted(received.items())]
+    header = ("endpoint", "action", "sent as", "received")
+    widths = [max(len(row[column]) for row in [header, *rows]) for column in range(4)]
+    return "\n".join("  " + "  ".join(cell.ljust(width) if column < 3 else cell.rjust(width)
+                                      for column, (cell, width) in enumerate(zip(row, widths)))
+                     for row in [header, *rows])
 
 
 if __name__ == "__main__":

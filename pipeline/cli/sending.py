@@ -12,6 +12,7 @@ from typing import Any
 
 from pipeline.cli.common import add_common, add_job, job_file
 from pipeline.config import JobConfig, load_job
+from pipeline.words import plural
 
 log = logging.getLogger("pipeline.cli")
 
@@ -48,7 +49,8 @@ def _run(args: argparse.Namespace) -> int:
     job = load_job(job_file(args), overrides=overrides)
     if job.destination.effective_limits.requests_per_minute is not None:
         _warn_about_a_test_minute()
-    progress = TerminalProgress() if sys.stderr.isatty() and args.log_format == "text" else LogProgress()
+    on_terminal = sys.stderr.isatty() and args.log_format == "text"
+    progress = TerminalProgress() if on_terminal else LogProgress()
     summary = run_job(job, run_id=args.run_id, dry_run=args.dry_run, progress=progress, confirmed=args.yes,
                       force=args.force)
     if summary.already_delivered_by is not None:
@@ -57,7 +59,8 @@ def _run(args: argparse.Namespace) -> int:
               f"by run {earlier['run_id']} at {earlier['at']} (its outputs: {earlier['output_dir']}); --force sends it again")
         return 0
     line = _summary_line(job, summary)
-    log.info("%s", line)
+    if not on_terminal:  # there it is printed just below; in a log it is the run's last word
+        log.info("%s", line, extra={"fields": {"summary": _summary_fields(summary)}})
     print(line)
     if summary.sync is not None:
         from pipeline.sync.report import describe_outcome, describe_plan
@@ -78,21 +81,30 @@ def _run(args: argparse.Namespace) -> int:
 def _summary_line(job: JobConfig, summary: Any) -> str:
     from pipeline.http.limits import describe_send_time
 
-    statuses = ", ".join(f"{n} {status}" for status, n in summary.batches_by_status.items()) or "no batches"
-    line = (
-        f"run {summary.run_id}: {summary.rows_read:,} rows read, {summary.rows_rejected:,} rejected, "
-        f"{summary.duplicates_dropped:,} duplicates; {summary.identifiers_accepted:,} of {summary.identifiers:,} "
-        f"identifiers accepted; batches: {statuses}; {summary.retries} retries; {summary.elapsed_seconds:.1f}s"
-    )
+    line = (f"run {summary.run_id}: {plural(summary.rows_read, 'row')} read, {summary.rows_rejected:,} rejected, "
+            f"{plural(summary.duplicates_dropped, 'duplicate')}; ")
+    if summary.dry_run:
+        to_send = summary.batches - summary.batches_by_status.get("already_accepted", 0)
+        return line + (f"dry run: would send {plural(summary.identifiers, 'identifier')} as "
+                       f"{describe_send_time(to_send, job.destination.effective_limits)}; {summary.elapsed_seconds:.1f}s")
+    statuses = ", ".join(f"{n:,} {status}" for status, n in summary.batches_by_status.items()) or "no batches"
+    line += (f"{summary.identifiers_accepted:,} of {plural(summary.identifiers, 'identifier')} accepted; batches: "
+             f"{statuses}; {plural(summary.retries, 'retry', 'retries')}; {summary.elapsed_seconds:.1f}s")
     rate = summary.sending_rate
     if rate and rate["throttled_answers"]:
         unit = "/min" if rate["unit"] == "per_minute" else "/s"
-        line += (f"; {rate['throttled_answers']} 'slow down' answers: slowed to {rate['lowest']:g}{unit} at worst, "
-                 f"{rate['at_end']:g}{unit} at the end (limit {rate['limit']:g}{unit})")
-    if summary.dry_run:
-        to_send = summary.batches - summary.batches_by_status.get("already_accepted", 0)
-        line += f"; would send {describe_send_time(to_send, job.destination.effective_limits)}"
+        line += (f"; {plural(rate['throttled_answers'], chr(39) + 'slow down' + chr(39) + ' answer')}: slowed to "
+                 f"{rate['lowest']:g}{unit} at worst, {rate['at_end']:g}{unit} at the end (limit {rate['limit']:g}{unit})")
     return line
+
+
+def _summary_fields(summary: Any) -> dict[str, Any]:
+    """The run's counts as JSON log keys (what summary.json holds, less the long lists)."""
+    keys = ("run_id", "job", "dry_run", "rows_read", "rows_rejected", "duplicates_dropped", "identifiers",
+            "identifiers_accepted", "identifiers_left", "batches", "batches_by_status", "requests", "retries",
+            "elapsed_seconds", "exit_code", "stopped_reason", "output_dir")
+    found = summary.to_dict() | {"exit_code": summary.exit_code}
+    return {key: found[key] for key in keys if key in found}
 
 
 def _warn_about_a_test_minute() -> None:

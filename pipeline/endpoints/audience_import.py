@@ -21,7 +21,7 @@ LEGACY_PATH = "/api/1.0/import/suppression"
 
 _HINTS = {
     400: "the API rejected the request's format",
-    401: "check the credentials in the job's destination.credentials",
+    401: "check the credentials in destination.credentials",
     403: "the credentials are not allowed to write to this account",
     413: "the batch is too large; lower destination.limits.batch_size",
 }

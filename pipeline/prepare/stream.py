@@ -66,6 +66,8 @@ class PreparedStream:
         # no keyed hash, but without the seeds the files cannot simply be checked against a list of addresses.
         self.key_seeds = tuple(random.SystemRandom().getrandbits(63) for _ in range(2))
         self.rows_read = self.valid_rows = self.identifiers = self.superseded = 0
+        self.lines_read = self.rows_flagged = 0  # rows_flagged: counted as read; rejects.csv gets them in groups
+        self.lines_total: int | None = None  # blank lines too, once the first pass has counted them (for progress)
         self.batches_total: int | None = None
         self.complete = False
         self._held: list[pl.DataFrame] | None = None
@@ -125,7 +127,6 @@ class PreparedStream:
         held: list[pl.DataFrame] = []
 
         first_seen = _FirstSeen(self.memory_dedupe_rows)
-        lines_read = 0
 
         def sort_out(chunk: pl.DataFrame, position: int) -> tuple[int, int, pl.DataFrame, int, pl.DataFrame]:
             """(lines, blank lines, flagged rows, valid rows, first-seen request rows) of one chunk starting at line
@@ -152,6 +153,7 @@ class PreparedStream:
             # then waited for the streaming engine's first chunk (10M-row end-to-end run: first request 0.3 s later).
             first = sort_out(query.head(self.chunk_rows).collect(), 0)
             lines_judged, may_have_blank_lines = verdict.result()
+            self.lines_total = lines_judged
             rest_query = query if may_have_blank_lines else _without_blank_lines(query)
             if lines_judged > self.memory_dedupe_rows:
                 pass_keys = self._keys(query, roles, normalisers)
@@ -176,8 +178,9 @@ class PreparedStream:
                     position += chunk.height
 
             for lines, blank_lines, flagged, valid_rows, fresh in itertools.chain([first], rest()):
-                lines_read += lines
+                self.lines_read += lines
                 self.rows_read += lines - blank_lines
+                self.rows_flagged += flagged.height
                 reasons.hold(flagged)
                 self.valid_rows += valid_rows
                 if plan.supersede is not None:
@@ -194,9 +197,9 @@ class PreparedStream:
                 reasons.write_all()  # every flagged row read, also when the stream stops part way
             finally:
                 self.rejects.close()
-        if lines_read != lines_judged:  # the file changed while it was read, or a row was lost or read twice
+        if self.lines_read != lines_judged:  # the file changed while it was read, or a row was lost or read twice
             raise source_changed(f"{_describe(self.source)} had {lines_judged:,} rows when it was judged and "
-                                 f"{lines_read:,} when it was read again")
+                                 f"{self.lines_read:,} when it was read again")
         if plan.supersede is not None and held:
             before = sum(f.height for f in held)
             kept = plan.supersede(pl.concat(held).lazy()).collect()

@@ -51,7 +51,7 @@ def send_batches(job: JobConfig, endpoint: Endpoint, stream: PreparedStream | Sy
     if stream.complete and not dry_run:  # prepared whole before the first request: say how long sending will take
         requests = -(-stream.identifiers // spec.limits.batch_size)
         log.info("%s: %s", spec.family, describe_send_time(max(requests - resume.skipped, 0), spec.limits))
-    progress.start(stream.batches_total, stream.identifiers if stream.complete else None, resume.skipped)
+    progress.start(stream, spec.limits.batch_size, resume.skipped)
     batches = stream.batches()
     out_of_time = None if deadline is None or dry_run else OutOfTime(sender, deadline, job.destination.max_duration)
     try:

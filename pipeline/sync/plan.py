@@ -71,6 +71,18 @@ class SyncPlan:
         return self.prepared.rows_rejected
 
     @property
+    def rows_flagged(self) -> int:
+        return self.prepared.rows_rejected
+
+    @property
+    def lines_read(self) -> int:
+        return self.prepared.rows_read
+
+    @property
+    def lines_total(self) -> int:
+        return self.prepared.rows_read
+
+    @property
     def duplicates_dropped(self) -> int:
         return self.prepared.duplicates_dropped
 

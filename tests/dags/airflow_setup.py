@@ -49,7 +49,9 @@ except ImportError:  # not a skip: CI must run these
 
 
 def airflow_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "airflow", *args], env={**os.environ, **AIRFLOW_ENV},
+    # Airflow 3.2 logs INFO lines (plugin set-up) to stdout, before a command's JSON output.
+    done = subprocess.run([sys.executable, "-m", "airflow", *args],
+                          env={**os.environ, **AIRFLOW_ENV, "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING"},
                           capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"airflow {' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
     return done

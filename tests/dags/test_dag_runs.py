@@ -146,10 +146,14 @@ def test_the_task_uses_only_its_share_of_the_pool_budget(dagbag, sandbox, rokt_c
     assert returned(dag_run, "load_manifest") == 5  # the downstream task read the manifest the summary named
 
 
-def test_wrong_credentials_fail_the_task_at_once_without_retries(dagbag, sandbox, rokt_connection, job_paths, monkeypatch) -> None:
+def test_wrong_credentials_fail_the_task_at_once_without_retries(
+    dagbag, sandbox, rokt_connection, job_paths, monkeypatch, capfd, caplog,
+) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_ROKT_DEFAULT", json.dumps({**rokt_connection, "password": "rsec-wrong"}))
     dag_run = run_dag(dagbag, "rokt_test_small_batches")
     assert dag_run.state == "failed"
+    # Failed for the right reason (a task that never started fails too): the API refused the credentials.
+    assert "check the credentials in the Airflow connection 'rokt_default'" in task_logs(capfd, caplog)
     send = task_instances(dag_run)[("send", -1)]
     assert send.state == "failed" and send.try_number == 1  # a 401 is not worth a retry
     assert len(sandbox.state()["attempts"]) <= 2  # the requests already in flight (its share: 2), not 5 batches
@@ -197,9 +201,12 @@ def test_export_triggered_dag_sends_the_exact_file_named_by_the_asset_event(
     assert {line["status"] for line in manifest_lines(manifest)} == {"accepted"}
 
 
-def test_export_triggered_dag_without_a_source_uri_fails_and_sends_nothing(dagbag, sandbox, rokt_connection, job_paths) -> None:
+def test_export_triggered_dag_without_a_source_uri_fails_and_sends_nothing(
+    dagbag, sandbox, rokt_connection, job_paths, capfd, caplog,
+) -> None:
     dag_run = run_dag(dagbag, "rokt_suppression_on_export")
     assert dag_run.state == "failed"
+    assert "no source to send: the asset event that triggers this DAG must carry" in task_logs(capfd, caplog)
     assert task_instances(dag_run)[("source_uris", -1)].try_number == 1
     assert sandbox.state()["attempts"] == []
 

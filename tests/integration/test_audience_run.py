@@ -290,7 +290,8 @@ def test_dry_run_sends_nothing_and_estimates(tmp_path, sandbox, sandbox_env) -> 
     assert len(lines) == 18 and {line["status"] for line in lines} == {"dry_run"}
     facts = summary(tmp_path / "out")
     assert facts["estimated_send_seconds"] == 9.0 and facts["dry_run"] is True
-    assert "would send 18 requests at 2/s: about 9 s" in done.stdout
+    assert "dry run: would send 180 identifiers as 18 requests at 2/s: about 9 s" in done.stdout
+    assert "accepted" not in done.stdout.splitlines()[0]  # a dry run accepts nothing and says so
 
 
 @pytest.mark.parametrize("job_for", [

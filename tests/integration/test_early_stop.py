@@ -10,7 +10,7 @@ from tests.conftest import audience_job, write_job
 
 
 class _FailsOnFirstBatch:
-    def start(self, batches, identifiers, skipped) -> None:
+    def start(self, counts, batch_size, skipped) -> None:
         pass
 
     def batch_done(self, record) -> None:
