@@ -35,7 +35,7 @@ def add_commands(commands: Any) -> None:
     validate = commands.add_parser("validate", help="check the job file and its input, say where the data would go; "
                                                     "nothing is sent")
     add_job(validate)
-    add_common(validate)
+    add_common(validate, json_output="the report as JSON (counts, reject reasons, destination) and nothing else")
     validate.set_defaults(command=_validate)
 
 
@@ -134,13 +134,32 @@ def _validate(args: argparse.Namespace) -> int:
         "superseded": stream.superseded, "identifiers": stream.identifiers, "requests": batches,
         "reject_reasons": stream.reject_reasons,
     }
-    print(json.dumps(report, indent=2))
     limit = job.source.max_reject_fraction
-    if stream.rows_rejected > limit * stream.rows_read:
+    too_many = stream.rows_rejected > limit * stream.rows_read
+    if args.json:
+        print(json.dumps(report | {"ok": not too_many}, indent=2))
+        return 2 if too_many else 0
+    _print_report(report)
+    if too_many:
         print(f"error: {stream.rows_rejected:,} of {stream.rows_read:,} rows are invalid, above source.max_reject_fraction={limit}: "
               "a run would send nothing (reasons above)", file=sys.stderr)
         return 2
     print(f"destination: {job.destination.describe_text()}")
-    print(f"ok: {stream.identifiers:,} identifiers would be sent to {endpoint.spec.family} as "
+    print(f"ok: {plural(stream.identifiers, 'identifier')} would be sent to {endpoint.spec.family} as "
           f"{describe_send_time(batches, job.destination.effective_limits)}; nothing was sent")
     return 0
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    print(f"job {report['job']} ({report['endpoint']}), {plural(len(report['files']), 'file')}:")
+    for file in report["files"]:
+        print(f"  {file['uri'] if isinstance(file, dict) and 'uri' in file else file}")
+    print(f"{plural(report['rows_read'], 'row')} read, {report['rows_rejected']:,} rejected, "
+          f"{plural(report['duplicates'], 'duplicate')}"
+          f"{', ' + plural(report['superseded'], 'row') + ' superseded' if report['superseded'] else ''}: "
+          f"{plural(report['identifiers'], 'identifier')} in {plural(report['requests'], 'request')}")
+    if report["reject_reasons"]:
+        print("rejected (rows, reason; a run's rejects.csv names each row):")
+        width = len(f"{max(report['reject_reasons'].values()):,}")
+        for reason, count in sorted(report["reject_reasons"].items(), key=lambda item: -item[1]):
+            print(f"  {count:>{width},}  {reason}")

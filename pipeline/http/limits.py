@@ -46,7 +46,9 @@ def send_seconds(requests: int, limits: Limits) -> float:
 def describe_send_time(requests: int, limits: Limits) -> str:
     """'1,000 requests at 10/min: about 1 h 40 min'."""
     noun = "request" if requests == 1 else "requests"
-    return f"{requests:,} {noun} at {limits.describe_rate()}: about {describe_duration(send_seconds(requests, limits))}"
+    seconds = send_seconds(requests, limits)
+    return f"{requests:,} {noun} at {limits.describe_rate()}: " + (f"about {describe_duration(seconds)}" if seconds >= 1
+                                                                     else "under a second")
 
 
 class SlidingWindowRateLimiter:

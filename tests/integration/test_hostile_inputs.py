@@ -124,7 +124,7 @@ def test_reject_threshold_is_judged_on_the_whole_file_before_sending(tmp_path, s
     last = run(tmp_path, tmp_path / "bad-last.csv", sandbox_env)
     assert_one_line_error(last, "70 of 670 rows (10.4%) are invalid")
     assert sandbox.state()["attempts"] == []
-    validate = run_cli("validate", str(tmp_path / "job.yaml"), env=sandbox_env)
+    validate = run_cli("validate", str(tmp_path / "job.yaml"), "--json", env=sandbox_env)
     assert validate.returncode == 2 and '"email has no @": 70' in validate.stdout
 
 

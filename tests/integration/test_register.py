@@ -108,7 +108,8 @@ def test_a_job_without_base_url_is_refused_and_validate_names_the_destination(tm
     assert checked.returncode == 0, checked.stderr
     assert (f"destination: audience_import at {sandbox.url} (not production): account 123456789, list US_Customers, "
             "action include") in checked.stdout
-    assert json.loads(checked.stdout[:checked.stdout.rindex("}") + 1])["destination"]["url"] == sandbox.url
+    as_json = run_cli("validate", str(write_job(tmp_path, job)), "--json", env=sandbox_env)
+    assert json.loads(as_json.stdout)["destination"]["url"] == sandbox.url
 
     ran = run_cli("run", str(write_job(tmp_path, job)), "--dry-run", env=sandbox_env)
     assert f"dry run: would send to audience_import at {sandbox.url} (not production)" in ran.stderr
