@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable
 
 from pipeline.errors import LedgerError
 from pipeline.storage import LocalStore, Store
+from pipeline.words import plural
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ class LedgerBase:
 
     def _report_torn(self, where: str) -> None:
         if self.torn_lines:
-            log.warning("manifest %s: ignored %d unreadable line(s) left by an interrupted write", where, self.torn_lines)
+            log.warning("manifest %s: ignored %s left by an interrupted write", where, plural(self.torn_lines, "unreadable line"))
 
     def append(self, record: dict[str, Any]) -> None:
         raise NotImplementedError

@@ -13,6 +13,7 @@ from typing import Any
 
 from pipeline.cli.common import add_common, add_job, job_file
 from pipeline.config import describe_destination, load_job_outputs
+from pipeline.words import plural
 
 
 def add_commands(commands: Any) -> None:
@@ -63,7 +64,7 @@ def _status(args: argparse.Namespace) -> int:
     print(f"run {report['run_id']} ({report['endpoint']}): {planned} planned; {report['accepted']} accepted, "
           f"{pending} pending, {report['failed']} failed, {report['rejected']} rejected, {report['ambiguous']} ambiguous"
           f"{'' if report['finished'] else '; the run did not finish (resume it with the same --run-id)'}"
-          f"{'; ' + str(report['manifest_torn_lines']) + ' torn manifest line(s) ignored' if report['manifest_torn_lines'] else ''}")
+          f"{'; ' + plural(report['manifest_torn_lines'], 'torn manifest line') + ' ignored' if report['manifest_torn_lines'] else ''}")
     if report["destination"]:
         print(f"  destination: {describe_destination(report['destination'])}")
     for attempt in report["attempts"]:
@@ -86,7 +87,7 @@ def _runs(args: argparse.Namespace) -> int:
         left = "-" if row["identifiers_left"] is None else f"{row['identifiers_left']:,}"
         print(f"{row['run_id']:<44} {str(row['started_at']):<25} {row['attempts']:>8} "
               f"{row['identifiers_accepted']:>10,} {left:>8}  {row['state']}")
-    print(f"{len(rows)} run(s)")
+    print(plural(len(rows), "run"))
     return 0
 
 

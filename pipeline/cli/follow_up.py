@@ -10,6 +10,7 @@ from typing import Any
 from pipeline.cli.common import add_common, add_job, job_file
 from pipeline.config import load_job
 from pipeline.errors import ConfigError
+from pipeline.words import plural
 
 
 def add_commands(commands: Any) -> None:
@@ -75,7 +76,7 @@ def _deletions_list(args: argparse.Namespace) -> int:
     for row in rows:
         print(f"{row['taskId']:<38} {row['status']:<11} {str(row['creationTime']):<26} "
               f"{_or_dash(row['days_to_ready']):>13} {_or_dash(row['days_to_actioned_max']):>22}")
-    print(f"{len(rows)} task(s)")
+    print(plural(len(rows), "task"))
     return 0
 
 
@@ -106,7 +107,7 @@ def _deletions_sync(args: argparse.Namespace) -> int:
         return 0
     for result in results:
         states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(result["by_status"].items())) or "no tasks"
-        print(f"run {result['run_id']}: {result['tasks']} task(s): {states}; {result['open']} still open")
+        print(f"run {result['run_id']}: {plural(result['tasks'], 'task')}: {states}; {result['open']} still open")
     if not results:
         print("no open deletion runs: every task of every run is ACTIONED or CANCELLED")
     return 0

@@ -14,6 +14,7 @@ from pipeline.progress import Progress
 from pipeline.send.lines import ManifestLines
 from pipeline.send.resume import Resume
 from pipeline.send.tally import Tally
+from pipeline.words import plural
 
 if TYPE_CHECKING:
     from pipeline.http.client import Delivery, Sender
@@ -104,8 +105,8 @@ class BatchSender:
         else:
             then = ("they are sent again with their Idempotency-Keys, which the API replays; those sent too long ago for "
                     "the API to still keep the key are flagged ambiguous")
-        log.warning("%d request(s) were sent under this run id and their answers never recorded (the process stopped "
-                    "in between): %s", len(unrecorded), then)
+        log.warning("%s sent under this run id and their answers never recorded (the process stopped "
+                    "in between): %s", plural(len(unrecorded), "request was", "requests were"), then)
         try:
             ids, note = self.endpoint.ids_of_unrecorded_attempts(since, self.ledger.records, self.sender.fetch), None
         except SendError as exc:

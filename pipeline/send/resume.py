@@ -14,6 +14,7 @@ from typing import Any
 from pipeline.batching import Batch
 from pipeline.endpoints.base import Endpoint
 from pipeline.ledger import SENDING, LedgerBase
+from pipeline.words import plural
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,9 @@ class Resume:
         self.unrecorded = unrecorded_attempts(ledger.records, endpoint) if tracks_sending else {}
         elsewhere = sum(1 for r in ledger.accepted() if not endpoint.same_target(r))
         if elsewhere:
-            log.warning("%d request(s) accepted under this run id went to another destination (the job's endpoint, URL, "
+            log.warning("%s accepted under this run id went to another destination (the job's endpoint, URL, "
                         "account, list, action or mode has changed since): they do not count here, so their identifiers "
-                        "are sent to this one", elsewhere)
+                        "are sent to this one", plural(elsewhere, "request", "requests"))
 
     def already_accepted(self, batch: Batch) -> bool:
         if self.endpoint.spec.one_subject:

@@ -241,7 +241,7 @@ def test_a_run_id_reused_for_another_destination_sends_everything_there(tmp_path
     assert run(retry={"max_attempts": 3}, timeout_seconds=10)[0] == {"already_accepted": 5}
     statuses, stderr = run(list="Other_List")  # another list alone is another destination
     assert statuses == {"accepted": 5}
-    assert "5 request(s) accepted under this run id went to another destination" in stderr
+    assert "5 requests accepted under this run id went to another destination" in stderr
     assert run(action="exclude", list="Other_List")[0] == {"accepted": 5}
     sent = [(r["action"], r["list"]) for r in sandbox.state()["received"]]
     assert sent == [("include", "US_Customers")] * 5 + [("include", "Other_List")] * 5 + [("exclude", "Other_List")] * 5
