@@ -11,12 +11,13 @@ def add_commands(commands: Any) -> None:
     schema = commands.add_parser(
         "schema", help="print the JSON Schema of a job file, for editors to complete and check job files",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Prints the JSON Schema of a job file, generated from the models that load it. An editor\n"
-                    "pointed at it completes keys, explains each one, and marks a misspelt key:\n\n"
+        description="Prints the JSON Schema of a job file, generated from the models that load it.\n"
+                    "An editor pointed at it completes keys, explains each one, and marks a\n"
+                    "misspelt key:\n\n"
                     "  rokt-pipeline schema > job-file.schema.json\n\n"
                     "then, on the first line of a job file (VS Code with the YAML extension):\n\n"
                     "  # yaml-language-server: $schema=job-file.schema.json\n\n"
-                    "Checks across keys, and of the input itself, are made by rokt-pipeline validate JOB.yaml.")
+                    "rokt-pipeline validate JOB.yaml makes the checks across keys, and reads the input.")
     schema.set_defaults(command=_schema)
 
 

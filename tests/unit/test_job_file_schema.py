@@ -49,6 +49,22 @@ def test_every_shipped_job_file_is_valid_as_written(validator: Draft202012Valida
     assert _problems(validator, yaml.safe_load(path.read_text())) == []
 
 
+def test_every_yaml_example_in_the_docs_parses_and_their_job_files_load(tmp_path: Path) -> None:
+    schema = Draft202012Validator(job_file_schema())
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    jobs = 0
+    for page in pages:
+        for number, block in enumerate(re.findall(r"```yaml\n(.*?)```", page.read_text(), flags=re.S)):
+            document = yaml.safe_load(block)  # every example is valid YAML
+            if isinstance(document, dict) and {"job", "source", "destination"} <= set(document):
+                assert _problems(schema, document) == [], page.name
+                job_file = tmp_path / f"{page.stem}-{number}.yaml"
+                job_file.write_text(block)
+                load_job(job_file, environment={name: "x" for name in re.findall(r"\$\{(\w+)\}", block)})
+                jobs += 1
+    assert jobs >= 2  # the README's first job and the reference's annotated one
+
+
 def test_a_misspelt_key_fails_the_schema_and_the_loader(validator: Draft202012Validator, tmp_path: Path) -> None:
     document = _job("configs/audience_include.yaml")
     document["destination"]["acount_id"] = document["destination"].pop("account_id")
