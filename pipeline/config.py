@@ -18,7 +18,8 @@ from urllib.parse import urlparse
 
 import yaml
 from pydantic import (
-    BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator,
+    BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, ValidationError, WithJsonSchema, field_validator,
+    model_validator,
 )
 
 from pipeline.durations import parse_duration
@@ -35,11 +36,13 @@ class StrictModel(BaseModel):
 class ColumnMap(StrictModel):
     """Role -> column name in the source file."""
 
-    email: str | None = None
-    sha256: str | None = None
-    phone: str | None = None
-    request_type: str | None = None
-    account_id: str | None = None
+    email: str | None = Field(default=None, description="The column of raw email addresses.")
+    sha256: str | None = Field(default=None, description=(
+        "The column of pre-hashed emails: SHA-256 of the normalised address, hex or base64 (mixed is fine)."))
+    phone: str | None = Field(default=None, description="network_privacy: the column of phone numbers, in any layout.")
+    request_type: str | None = Field(default=None, description=(
+        "network_privacy: the column saying NETWORK_OPT_OUT or NETWORK_DATA_DELETION for each row."))
+    account_id: str | None = Field(default=None, description="account_deletion: the column of managed account ids.")
 
     def mapped(self) -> dict[str, str]:
         return {role: column for role, column in self.model_dump().items() if column is not None}
@@ -49,21 +52,31 @@ class S3Options(StrictModel):
     """Where and how to reach S3. Credentials come from the standard boto3 chain (environment, profile,
     instance or task role): never from the job file."""
 
-    endpoint_url: str | None = None
-    region: str | None = None
-    profile: str | None = None
+    endpoint_url: str | None = Field(default=None, description=(
+        "An S3-compatible store or a local test double instead of AWS (AWS_ENDPOINT_URL works too)."))
+    region: str | None = Field(default=None, description="The bucket's AWS region.")
+    profile: str | None = Field(default=None, description="A named profile from your AWS config files.")
 
 
 class SourceConfig(StrictModel):
-    uri: str
-    format: Literal["csv", "parquet"] | None = None
-    columns: ColumnMap
-    s3: S3Options = S3Options()
-    manifest: str | None = None  # a Redshift-style manifest (entries[].url): read exactly the files it lists
-    require_marker: str | None = None  # e.g. _SUCCESS: refuse to start on an export that is still being written
-    delimiter: str = Field(default=",", min_length=1, max_length=1)
-    has_header: bool = True
-    max_reject_fraction: float = Field(default=0.05, ge=0.0, le=1.0)
+    """The input: one export of CSV or Parquet files, local or on S3."""
+
+    uri: str = Field(description=(
+        "A file, a folder of parts, or a glob (`**` for any depth), local or `s3://`; CSV (optionally .gz) or "
+        "Parquet. A relative path is relative to the folder you run the command from."))
+    format: Literal["csv", "parquet"] | None = Field(default=None, description=(
+        "The files' format; when left out, it is inferred from the extension."))
+    columns: ColumnMap = Field(description="Which column holds each identifier: role -> column name in the file.")
+    s3: S3Options = Field(default=S3Options(), description="How to reach S3, when `uri` or `manifest` is on S3.")
+    manifest: str | None = Field(default=None, description=(
+        "A Redshift-style manifest (`entries[].url`, `mandatory`): read exactly the files it lists."))
+    require_marker: str | None = Field(default=None, description=(
+        "A file that must exist beside the export, e.g. `_SUCCESS`: refuse to start on an export still being written."))
+    delimiter: str = Field(default=",", min_length=1, max_length=1, description="CSV: the field delimiter, one character.")
+    has_header: bool = Field(default=True, description=(
+        "CSV: whether the first line names the columns; without one, columns are named column_1, column_2, ..."))
+    max_reject_fraction: float = Field(default=0.05, ge=0.0, le=1.0, description=(
+        "More invalid rows than this fraction stops the run before anything is sent (usually a wrong column)."))
 
     @model_validator(mode="after")
     def _some_column(self) -> SourceConfig:
@@ -75,14 +88,25 @@ class SourceConfig(StrictModel):
 RATE_KEYS = ("requests_per_second", "requests_per_minute")
 
 
+def _optional_limits(schema: dict[str, Any]) -> None:
+    """The schema of `limits` in a job file: each key may be left out, and only one rate may be given."""
+    schema.pop("required", None)
+    schema["not"] = {"required": list(RATE_KEYS), "properties": {key: {"not": {"type": "null"}} for key in RATE_KEYS}}
+
+
 class Limits(StrictModel):
     """How much a run may ask of an endpoint: identifiers per request, request starts per second or per minute (one
     or the other, as the API publishes it), and requests in flight."""
 
-    batch_size: int = Field(gt=0)
-    requests_per_second: float | None = Field(default=None, gt=0)
-    requests_per_minute: float | None = Field(default=None, gt=0)
-    concurrency: int = Field(gt=0)
+    # In a job file every key is optional: what is left out is the endpoint's default (DestinationBase._fill_limits).
+    model_config = ConfigDict(json_schema_extra=_optional_limits)
+
+    batch_size: int = Field(gt=0, description="Identifiers per request (1 for the one-subject endpoints).")
+    requests_per_second: float | None = Field(default=None, gt=0, description=(
+        "Request starts per second, retries included. Give this or requests_per_minute, not both."))
+    requests_per_minute: float | None = Field(default=None, gt=0, description=(
+        "Request starts per minute, as the Partnerships API publishes its limit."))
+    concurrency: int = Field(gt=0, description="Requests in flight at once, at most.")
 
     @model_validator(mode="after")
     def _one_rate(self) -> Limits:
@@ -104,43 +128,58 @@ class Limits(StrictModel):
         return f"{self.requests_per_second:g}/s" if self.requests_per_second is not None else f"{self.requests_per_minute:g}/min"
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+# 45m, 1h30m, 90s or a number of seconds (pipeline/durations.py).
+Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema({
+    "type": ["number", "string"], "exclusiveMinimum": 0, "examples": ["45m", "1h30m", "90s"],
+    "pattern": r"^\s*(\d+(\.\d+)?\s*[hH]\s*)?(\d+(\.\d+)?\s*[mM]\s*)?(\d+(\.\d+)?\s*[sS]?\s*)?$"})]
 
 
 class RetrySettings(StrictModel):
-    max_attempts: int = Field(default=6, ge=1, le=20)
-    base_delay_seconds: float = Field(default=0.5, ge=0)
-    max_delay_seconds: float = Field(default=30.0, ge=0)
-    max_retry_after_seconds: float = Field(default=120.0, ge=0)
-    max_total_retry_seconds: float = Field(default=1800.0, ge=0)  # per run: a hopeless run ends, it does not retry forever
+    """How errors are retried: capped exponential backoff with jitter."""
+
+    max_attempts: int = Field(default=6, ge=1, le=20, description=(
+        "Attempts per request for timeouts, connection errors and 5xx, the first included."))
+    base_delay_seconds: float = Field(default=0.5, ge=0, description="The backoff before the first retry; it doubles for each next one, with jitter.")
+    max_delay_seconds: float = Field(default=30.0, ge=0, description="The longest backoff between two attempts.")
+    max_retry_after_seconds: float = Field(default=120.0, ge=0, description=(
+        "A Retry-After longer than this stops the run instead of retrying early (rerun later with the same run id)."))
+    # per run: a hopeless run ends, it does not retry forever
+    max_total_retry_seconds: float = Field(default=1800.0, ge=0, description=(
+        "Retry waiting allowed per run; past it the run ends with exit 1 and the failed batches in the manifest."))
     # Per request: how long "slow down" answers (429, 503 with Retry-After) are waited out. They use up neither
     # max_attempts nor max_total_retry_seconds, which count real errors; past this the run stops, to resume later.
-    max_throttle_seconds: float = Field(default=900.0, ge=0)
+    max_throttle_seconds: float = Field(default=900.0, ge=0, description=(
+        "How long 'slow down' answers (429, 503 with Retry-After) are waited out per request. They do not use up "
+        "max_attempts; past this the run stops cleanly, to resume later."))
 
 
 class BasicKeyPair(StrictModel):
-    public_key: SecretStr
-    secret_key: SecretStr
+    public_key: SecretStr = Field(description="The audience import public key, e.g. `${ROKT_PUBLIC_KEY}`.")
+    secret_key: SecretStr = Field(description="The audience import secret key, e.g. `${ROKT_SECRET_KEY}`.")
 
 
 class ApiKey(StrictModel):
-    api_key: SecretStr
+    api_key: SecretStr = Field(description=(
+        "The API key: the account's for the legacy audience import (e.g. `${ROKT_LEGACY_API_KEY}`), the webhook key "
+        "for unsubscribes (e.g. `${ROKT_WEBHOOK_API_KEY}`)."))
 
 
 class BearerToken(StrictModel):
-    token: SecretStr
+    token: SecretStr = Field(description=(
+        "Or: a fixed access token, e.g. `${ROKT_PARTNER_TOKEN}`, for jobs shorter than its life."))
 
 
 class AppCredentials(StrictModel):
-    app_id: SecretStr
-    app_secret: SecretStr
+    app_id: SecretStr = Field(description="The OAuth app id, e.g. `${ROKT_APP_ID}`.")
+    app_secret: SecretStr = Field(description="The OAuth app secret, e.g. `${ROKT_APP_SECRET}`.")
 
 
 class ClientCredentials(StrictModel):
     """A Partnerships API client (rspub_… / rsec_…), exchanged for short-lived access tokens."""
 
-    client_id: SecretStr
-    client_secret: SecretStr
+    client_id: SecretStr = Field(description="The Partnerships API client id (`rspub_…`), e.g. `${ROKT_PARTNER_CLIENT_ID}`.")
+    client_secret: SecretStr = Field(description=(
+        "The Partnerships API client secret (`rsec_…`), e.g. `${ROKT_PARTNER_CLIENT_SECRET}`."))
 
 
 class DestinationBase(StrictModel):
@@ -160,17 +199,25 @@ class DestinationBase(StrictModel):
     one_identifier_per_row: ClassVar[bool] = True
     mirror_supported: ClassVar[bool] = False  # the API can remove what it was sent (include/exclude)
 
-    base_url: str
-    limits: Limits | None = None
-    timeout_seconds: float = Field(default=30.0, gt=0, le=600)
-    retry: RetrySettings = RetrySettings()
+    base_url: str = Field(description=(
+        "Where the data goes: Rokt's production URL for the endpoint, or a sandbox's (http://127.0.0.1:8787). No "
+        "default. Plain http only for a loopback address."))
+    limits: Limits | None = Field(default=None, description=(
+        "Batch size, rate and concurrency. Each key left out is the endpoint's default; none may exceed its maximum."))
+    timeout_seconds: float = Field(default=30.0, gt=0, le=600, description="Per request.")
+    retry: RetrySettings = Field(default=RetrySettings(), description="How errors and 'slow down' answers are retried.")
     # What a run sends (pipeline/sync): the whole file, only what no earlier run had accepted, or (mirror) the
     # difference against the list as last accepted, removals included.
-    sync_mode: SyncMode = "full"
-    max_exclude_fraction: float = Field(default=0.2, ge=0.0, le=1.0)  # mirror: more removals than this need --yes
+    sync_mode: SyncMode = Field(default="full", description=(
+        "full: send the whole file; incremental: only what no earlier run accepted; mirror (audience import): "
+        "include what is new and exclude what left the file."))
+    max_exclude_fraction: float = Field(default=0.2, ge=0.0, le=1.0, description=(
+        "mirror only: a run that would remove more of the list than this stops unless given --yes."))
     # Stop taking new requests after this long (from the run's start): the requests in flight finish and are
     # recorded, and the run exits 75 so that a rerun with the same run id carries on. --max-duration overrides it.
-    max_duration: Duration | None = None
+    max_duration: Duration | None = Field(default=None, description=(
+        "Stop starting requests after this long (`45m`, `1h30m`, `90s` or seconds): those in flight finish and are "
+        "recorded, the run exits 75, and the same run id carries on. `--max-duration` overrides it."))
 
     @model_validator(mode="before")
     @classmethod
@@ -308,12 +355,14 @@ class AudienceImportDestination(DestinationBase):
     documented_limits: ClassVar[tuple[str, ...]] = ("batch_size", "requests_per_second", "concurrency")
     production_url: ClassVar[str] = "https://data.rokt.com"
 
-    endpoint: Literal["audience_import"]
-    account_id: str = Field(min_length=1)
-    action: Literal["include", "exclude"]
-    list_name: str | None = Field(default=None, alias="list", min_length=1)
-    send: Literal["sha256", "email"] = "sha256"
-    credentials: BasicKeyPair
+    endpoint: Literal["audience_import"] = Field(description="Audience import v3 (`POST /v3/import/suppression`).")
+    account_id: str = Field(min_length=1, description='Your Rokt account id, as a string ("123456789").')
+    action: Literal["include", "exclude"] = Field(description="Add the identifiers to the list, or remove them.")
+    list_name: str | None = Field(default=None, alias="list", min_length=1, description=(
+        "The custom audience list; the API defaults to AdvertiserDatabase."))
+    send: Literal["sha256", "email"] = Field(default="sha256", description=(
+        "sha256: hex SHA-256 of each normalised email; email: the normalised address itself."))
+    credentials: BasicKeyPair = Field(description="The public and secret key pair (Basic auth).")
 
 
 class AudienceImportLegacyDestination(DestinationBase):
@@ -323,12 +372,15 @@ class AudienceImportLegacyDestination(DestinationBase):
     documented_limits: ClassVar[tuple[str, ...]] = ("batch_size", "requests_per_second", "concurrency")
     production_url: ClassVar[str] = "https://data.rokt.com"
 
-    endpoint: Literal["audience_import_legacy"]
-    account_id: str | None = None
-    action: Literal["include", "exclude"]
-    list_name: str | None = Field(default=None, alias="list", min_length=1)
-    send: Literal["sha256", "email"] = "sha256"
-    credentials: ApiKey
+    endpoint: Literal["audience_import_legacy"] = Field(description=(
+        "The legacy audience import (`POST /api/1.0/import/suppression`), authorised by one API key."))
+    account_id: str | None = Field(default=None, description="Your Rokt account id; optional here.")
+    action: Literal["include", "exclude"] = Field(description="Add the identifiers to the list, or remove them.")
+    list_name: str | None = Field(default=None, alias="list", min_length=1, description=(
+        "The custom audience list; the API defaults to AdvertiserDatabase."))
+    send: Literal["sha256", "email"] = Field(default="sha256", description=(
+        "sha256: hex SHA-256 of each normalised email; email: the normalised address itself."))
+    credentials: ApiKey = Field(description="The account's API key.")
 
 
 class DataDeletionDestination(DestinationBase):
@@ -338,10 +390,12 @@ class DataDeletionDestination(DestinationBase):
     max_limits: ClassVar[Limits] = Limits(batch_size=100_000, requests_per_second=10, concurrency=1)
     production_url: ClassVar[str] = "https://api.rokt.com"
 
-    endpoint: Literal["data_deletion"]
-    account_id: str = Field(min_length=1)
-    send: Literal["sha256", "email"] = "sha256"
-    credentials: AppCredentials
+    endpoint: Literal["data_deletion"] = Field(description=(
+        "The Data Deletion API (`POST /data/deletion-requests/emails`): one deletion task per batch."))
+    account_id: str = Field(min_length=1, description="The Rokt account the deletion requests are for.")
+    send: Literal["sha256", "email"] = Field(default="sha256", description=(
+        "sha256: base64 SHA-256 digests (`sha256Emails`); email: normalised addresses (`rawEmails`)."))
+    credentials: AppCredentials = Field(description="The OAuth app id and secret (client credentials).")
 
 
 class NurtureUnsubscribeDestination(DestinationBase):
@@ -352,8 +406,9 @@ class NurtureUnsubscribeDestination(DestinationBase):
 
     identifier_roles: ClassVar[tuple[str, ...]] = ("email",)
 
-    endpoint: Literal["nurture_unsubscribe"]
-    credentials: ApiKey
+    endpoint: Literal["nurture_unsubscribe"] = Field(description=(
+        "Nurture Unsubscribe (`POST /1.0/nurture/unsubscribe`): one request per email."))
+    credentials: ApiKey = Field(description="The webhook API key.")
 
 
 _PARTNERSHIPS_URL = "https://accounts.rokt.com"
@@ -374,9 +429,13 @@ class PartnershipsDestination(DestinationBase):
     documented_limits: ClassVar[tuple[str, ...]] = ("requests_per_minute", "requests_per_second")
     production_url: ClassVar[str] = _PARTNERSHIPS_URL
 
-    parent_account_id: str = Field(min_length=1)
-    credentials: BearerToken | ClientCredentials
-    auth_url: str | None = None  # the OAuth token endpoint; Rokt's when base_url is Rokt's, else required
+    parent_account_id: str = Field(min_length=1, description="Your parent (partner) account id, as a string.")
+    credentials: BearerToken | ClientCredentials = Field(description=(
+        "A Partnerships API client (client_id and client_secret), or a fixed token."))
+    # the OAuth token endpoint; Rokt's when base_url is Rokt's, else required
+    auth_url: str | None = Field(default=None, description=(
+        f"The OAuth token endpoint. Rokt's (`{PARTNERSHIPS_AUTH_URL}`) when base_url is Rokt's; required with "
+        "client_id and client_secret otherwise (a sandbox's is `<base_url>/api/v1/oauth/token`)."))
 
     @model_validator(mode="before")
     @classmethod
@@ -410,18 +469,24 @@ class NetworkPrivacyDestination(PartnershipsDestination):
     other_roles: ClassVar[tuple[str, ...]] = ("request_type",)
     one_identifier_per_row: ClassVar[bool] = False
 
-    endpoint: Literal["network_privacy"]
-    request_type: RequestType | None = None  # fixed for the file, unless a request_type column is mapped
-    default_phone_region: str = Field(default="US", pattern=r"^[A-Z]{2}$")
+    endpoint: Literal["network_privacy"] = Field(description=(
+        "Network privacy requests (Partnerships API): one opt-out or deletion per person."))
+    request_type: RequestType | None = Field(default=None, description=(
+        "The request for the whole file, unless a request_type column is mapped (then required there)."))
+    default_phone_region: str = Field(default="US", pattern=r"^[A-Z]{2}$", description=(
+        "The region (two capital letters) of phones written without a country code."))
 
 
 class AccountDeletionDestination(PartnershipsDestination):
     identifier_roles: ClassVar[tuple[str, ...]] = ("account_id",)
 
-    endpoint: Literal["account_deletion"]
-    dry_run: bool = False  # true sends ?dry_run=true: validated by Rokt, nothing deleted
-    max_accounts: int = Field(default=10, ge=0)  # a real deletion of more accounts needs --yes
-    operation_poll_seconds: float = Field(default=30.0, ge=0, le=3600)
+    endpoint: Literal["account_deletion"] = Field(description=(
+        "Account deletion (Partnerships API): delete the data of managed accounts, one request per account."))
+    dry_run: bool = Field(default=False, description="true sends ?dry_run=true: Rokt validates, nothing is deleted.")
+    max_accounts: int = Field(default=10, ge=0, description="A real deletion of more accounts than this needs --yes.")
+    operation_poll_seconds: float = Field(default=30.0, ge=0, le=3600, description=(
+        "How long to poll an operation after an answer that may hide an action (a 5xx), and to record "
+        "accepted requests' operation status."))
 
 
 Destination = Annotated[
@@ -438,23 +503,34 @@ Destination = Annotated[
 
 
 class OutputConfig(StrictModel):
-    uri: str = "out/"
-    rejects_include_values: bool = False
-    s3: S3Options = S3Options()
-    server_side_encryption: Literal["AES256", "aws:kms", "aws:kms:dsse"] | None = None
-    kms_key_id: str | None = None
+    """Where the manifest, summaries, rejects and state go."""
+
+    uri: str = Field(default="out/", description=(
+        "A folder or an `s3://` prefix; a run writes `<uri>/<job>/<run_id>/`."))
+    rejects_include_values: bool = Field(default=False, description=(
+        "true writes each rejected value, as read, into rejects.csv."))
+    s3: S3Options = Field(default=S3Options(), description="How to reach S3, when `uri` is on S3.")
+    server_side_encryption: Literal["AES256", "aws:kms", "aws:kms:dsse"] | None = Field(default=None, description=(
+        "S3 server-side encryption for every object the run writes."))
+    kms_key_id: str | None = Field(default=None, description="The KMS key for aws:kms encryption.")
     # With S3 output the ledger reaches S3 in segments: after this many answers or seconds, whichever first.
-    ledger_flush_records: int = Field(default=50, ge=1, le=100_000)
-    ledger_flush_seconds: float = Field(default=2.0, gt=0, le=300)
+    ledger_flush_records: int = Field(default=50, ge=1, le=100_000, description=(
+        "S3 output: the ledger reaches S3 after this many answers or ledger_flush_seconds, whichever comes first."))
+    ledger_flush_seconds: float = Field(default=2.0, gt=0, le=300, description=(
+        "S3 output: the longest an answer waits before its ledger line is put on S3."))
     # incremental and mirror jobs: state versions kept for `state rollback` (the current one is always kept)
-    keep_state_versions: int = Field(default=10, ge=1, le=1000)
+    keep_state_versions: int = Field(default=10, ge=1, le=1000, description=(
+        "incremental and mirror: state versions kept for `state rollback` (the current one is always kept)."))
 
 
 class JobConfig(StrictModel):
-    job: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-    source: SourceConfig
-    destination: Destination
-    output: OutputConfig = OutputConfig()
+    """One job: where the data comes from, where it goes, where the record of it is kept."""
+
+    job: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description=(
+        "The job's name: its output folder and its ledger key. Letters, digits, `.`, `_` and `-`."))
+    source: SourceConfig = Field(description="The input files and their columns.")
+    destination: Destination = Field(description="The endpoint, its URL, account, credentials and limits.")
+    output: OutputConfig = Field(default=OutputConfig(), description="Where the run's records go.")
 
     @model_validator(mode="after")
     def _columns_fit_destination(self) -> JobConfig:

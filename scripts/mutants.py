@@ -1,7 +1,7 @@
 """`make mutants`: break guarantee-critical code on purpose, one mutant at a time, and check a test sees it.
 
 Each mutant of tests/mutation_catalogue.py is applied to a copy of the project (the working tree as it is,
-uncommitted changes included), the tests the Guarantees table names for it run there, and the mutant is
+uncommitted changes included), the tests the Guarantees table (docs/guarantees.md) names for it run there, and the mutant is
 killed when one of them fails. Prints one line per mutant and a tally; exits 1 when any survived.
 
     python scripts/mutants.py               # every mutant (about six minutes)

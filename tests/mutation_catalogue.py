@@ -3,7 +3,7 @@
 `make mutants` (scripts/mutants.py) applies them one at a time in a copy of the project and runs those tests:
 each must fail. A mutant that survives is a guarantee no test can see break. tests/unit/test_mutation_catalogue.py
 keeps the list honest: every edit's text is in its file exactly once, and every test it names exists and is
-named in the Guarantees table.
+named in the Guarantees table (docs/guarantees.md).
 """
 
 from __future__ import annotations
@@ -126,7 +126,8 @@ MUTANTS: list[Mutant] = [
            "            register.sending(run_id, summary.destination)\n", "            pass\n",
            f"{REGISTER_TESTS}::test_an_export_delivered_in_part_is_finished_by_resuming_that_run"),
     mutant("G4", "a job without base_url goes to production", "pipeline/config.py",
-           "    base_url: str\n", '    base_url: str = "https://data.rokt.com"\n',
+           "    base_url: str = Field(description=(\n",
+           '    base_url: str = Field(default="https://data.rokt.com", description=(\n',
            f"{REGISTER_TESTS}::test_a_job_without_base_url_is_refused_and_validate_names_the_destination"),
     mutant("G5", "a deletion sync right after a run ignores that run's last requests", "pipeline/deletions.py",
            "    sender.gates[None].seed(list(recent_starts))\n", "    pass\n",

@@ -6,6 +6,7 @@
     audit.py      status, runs, lookup, audit export (outputs only: no secret needed)
     follow_up.py  deletions (list, cancel, sync) and state (show, rollback)
     sandbox.py    the local emulator
+    schema.py     the job file's JSON Schema
 """
 
 from pipeline.cli.common import Terminated

@@ -19,7 +19,7 @@ from pipeline.words import plural
 def add_commands(commands: Any) -> None:
     status = commands.add_parser("status", help="summarise a run from its ledger (also a crashed one), with its attempts")
     add_job(status)
-    status.add_argument("--run-id", required=True)
+    status.add_argument("--run-id", required=True, help="the run to summarise (rokt-pipeline runs JOB lists them)")
     add_common(status, json_output="the report as JSON")
     status.set_defaults(command=_status)
 
@@ -47,7 +47,7 @@ def add_commands(commands: Any) -> None:
                                                "index as Parquet tables (docs/audit-tables.md)")
     add_job(export)
     export.add_argument("--to", required=True, metavar="DIR_OR_S3", help="a folder or an s3:// prefix")
-    export.add_argument("--format", choices=("parquet",), default="parquet")
+    export.add_argument("--format", choices=("parquet",), default="parquet", help="the tables' file format (parquet)")
     add_common(export)
     export.set_defaults(command=_audit_export)
 

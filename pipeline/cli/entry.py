@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 
-from pipeline.cli import audit, follow_up, sandbox, sending
+from pipeline.cli import audit, follow_up, sandbox, schema, sending
 from pipeline.cli.common import Terminated
 from pipeline.errors import PipelineError
 from pipeline.logs import configure_logging
@@ -70,6 +70,6 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Every command that takes a job file takes it first: rokt-pipeline COMMAND JOB.yaml [options].")
     parser.add_argument("--version", action="version", version=f"rokt-pipeline {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
-    for module in (sending, audit, follow_up, sandbox):
+    for module in (sending, audit, follow_up, sandbox, schema):
         module.add_commands(commands)
     return parser

@@ -17,11 +17,12 @@ def add_commands(commands: Any) -> None:
     state = commands.add_parser("state", help="show or roll back the sync state of an incremental or mirror job")
     state_actions = state.add_subparsers(required=True, metavar="ACTION")
     show = state_actions.add_parser("show", help="the destination's state versions, the current one first")
-    add_job(show)
+    add_job(show, "a job file with sync_mode: incremental or mirror")
     add_common(show, json_output="JSON instead of a table")
     show.set_defaults(command=_state_show)
-    rollback = state_actions.add_parser("rollback", help="make an earlier state version the current one")
-    add_job(rollback)
+    rollback = state_actions.add_parser("rollback", help="make an earlier state version the current one (nothing is "
+                                                         "deleted; the next run diffs against it)")
+    add_job(rollback, "a job file with sync_mode: incremental or mirror")
     rollback.add_argument("--to", required=True, metavar="RUN_ID", help="the run whose state version becomes current")
     add_common(rollback)
     rollback.set_defaults(command=_state_rollback)
@@ -34,12 +35,12 @@ def add_commands(commands: Any) -> None:
     add_common(listing, json_output="JSON instead of a table")
     listing.set_defaults(command=_deletions_list)
     cancel = actions.add_parser("cancel", help="cancel tasks still PENDING or READY: deletions cancel JOB TASK_ID...")
-    cancel.add_argument("words", nargs="+", metavar="JOB TASK_ID", help="the job file, then the tasks to cancel")
-    cancel.add_argument("--config", dest="job_option", metavar="JOB", help=argparse.SUPPRESS)
+    add_job(cancel, "a job file with endpoint: data_deletion")
+    cancel.add_argument("task_ids", nargs="+", metavar="TASK_ID", help="the tasks to cancel (deletions list shows them)")
     add_common(cancel)
     cancel.set_defaults(command=_deletions_cancel)
-    sync = actions.add_parser("sync", help="append the current state of a run's tasks to its manifest (every open "
-                                            "run's, with one token and one listing, unless --run-id names one)")
+    sync = actions.add_parser("sync", help="record the current state of each open run's tasks in its manifest (or of "
+                                            "one run's, with --run-id)")
     add_job(sync, "a job file with endpoint: data_deletion")
     sync.add_argument("--run-id", help="this run only (default: every run with a task not yet ACTIONED or CANCELLED)")
     add_common(sync, json_output="JSON instead of a line per run")
@@ -87,8 +88,11 @@ def _or_dash(value: object) -> str:
 def _deletions_cancel(args: argparse.Namespace) -> int:
     from pipeline.deletions import cancel_tasks
 
-    job, *task_ids = ([args.job_option] if args.job_option else []) + args.words
-    if not task_ids:
+    if args.job_option and args.job:  # --config JOB T1 T2: the first task id was taken for the job's place
+        job, task_ids = args.job_option, [args.job, *args.task_ids]
+    elif args.job or args.job_option:
+        job, task_ids = job_file(args), args.task_ids
+    else:
         raise ConfigError("deletions cancel: give the job file, then the task ids to cancel")
     outcomes = cancel_tasks(load_job(job), task_ids)
     for outcome in outcomes:

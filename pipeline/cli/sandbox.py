@@ -18,8 +18,8 @@ def add_commands(commands: Any) -> None:
         description="A local emulator of every Rokt endpoint the connector sends to, with the published limits and "
                     "fault injection.\n\nThe credentials it accepts (each can be changed below):\n  "
                     + "\n  ".join(defaults.described()))
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=8787)
+    sandbox.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1: this machine only)")
+    sandbox.add_argument("--port", type=int, default=8787, help="the port to listen on (default 8787; 0 picks a free one)")
     sandbox.add_argument("--public-key", default=defaults.public_key, help="audience import v3 public key")
     sandbox.add_argument("--secret-key", default=defaults.secret_key, help="audience import v3 secret key")
     sandbox.add_argument("--api-key", default=defaults.legacy_api_key, help="legacy audience import API key")
@@ -34,8 +34,9 @@ def add_commands(commands: Any) -> None:
     sandbox.add_argument("--minute-seconds", type=float, default=60.0,
                          help="how long a per-minute limit's minute lasts (tests shorten it; the client must be run with "
                               "ROKT_PIPELINE_TEST_MINUTE_SECONDS set to the same)")
-    sandbox.add_argument("--faults", help='fault plan as JSON, e.g. \'{"rates": [{"rate": 0.1, "status": 503, "retry_after": 1}]}\'')
-    sandbox.add_argument("--latency-ms", type=float, default=0, help="added to every answer")
+    sandbox.add_argument("--faults", metavar="JSON", help='a fault plan (docs/sandbox.md), e.g. \'{"rates": [{"rate": 0.1, '
+                                                          '"status": 503, "retry_after": 1}]}\'')
+    sandbox.add_argument("--latency-ms", type=float, default=0, help="milliseconds added to every answer")
     sandbox.add_argument("--no-keep-identifiers", action="store_true", help="count identifiers but do not keep them (large runs)")
     add_common(sandbox)
     sandbox.set_defaults(command=_sandbox)
