@@ -161,5 +161,5 @@ def _print_report(report: dict[str, Any]) -> None:
     if report["reject_reasons"]:
         print("rejected (rows, reason; a run's rejects.csv names each row):")
         width = len(f"{max(report['reject_reasons'].values()):,}")
-        for reason, count in sorted(report["reject_reasons"].items(), key=lambda item: -item[1]):
+        for reason, count in sorted(report["reject_reasons"].items(), key=lambda item: (-item[1], item[0])):
             print(f"  {count:>{width},}  {reason}")
