@@ -185,13 +185,17 @@ def _delivery_index(endpoint: Endpoint, store: Store, workdir: Path) -> Delivery
     attempt of the run left a whole one (the batches, and so the index, are the same)."""
     if endpoint.spec.one_subject or store.exists(INDEX):
         return None
-    return DeliveryIndexWriter(workdir / INDEX, endpoint.spec.wire_encoding)
+    return DeliveryIndexWriter(store.scratch_path(INDEX, workdir), endpoint.spec.wire_encoding)
 
 
 def _publish_index(index: DeliveryIndexWriter | None, store: Store, stream: PreparedStream | SyncPlan) -> None:
     """Put beside the manifest once it holds every identifier of the run (a run stopped part way leaves it out)."""
-    if index is not None and index.close() and stream.complete and index.rows == stream.identifiers:
-        store.upload_file(INDEX, index.path)
+    if index is None:
+        return
+    if index.close() and stream.complete and index.rows == stream.identifiers:
+        store.publish_file(INDEX, index.path)
+    else:
+        index.path.unlink(missing_ok=True)
 
 
 def _confirm_whole_set(endpoint: Endpoint, stream: PreparedStream | SyncPlan, confirmed: bool) -> None:

@@ -22,6 +22,8 @@ class Store(Protocol):
     def read_bytes(self, name: str) -> bytes | None: ...
     def write_bytes(self, name: str, data: bytes) -> None: ...
     def upload_file(self, name: str, path: Path) -> None: ...
+    def scratch_path(self, name: str, workdir: Path) -> Path: ...
+    def publish_file(self, name: str, path: Path) -> None: ...
     def download_file(self, name: str, path: Path) -> bool: ...
     def delete(self, name: str) -> None: ...
     def exists(self, name: str) -> bool: ...
@@ -67,6 +69,22 @@ class LocalStore:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, target)
+
+    def scratch_path(self, name: str, workdir: Path) -> Path:
+        """Where to write a file that will become `name`: beside it (same disk), so publishing is a rename."""
+        target = self.path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target.with_name(f".{target.name}.partial")
+
+    def publish_file(self, name: str, path: Path) -> None:
+        """Make the finished file at `path` (the caller is done with it) the file `name`."""
+        target = self.path / name
+        if path.parent != target.parent:
+            self.upload_file(name, path)
+            return
+        with open(path, "rb+") as handle:  # on disk before it takes the name: a crash never leaves it torn
+            os.fsync(handle.fileno())
+        os.replace(path, target)
 
     def download_file(self, name: str, path: Path) -> bool:
         """Copy `name` to `path`; False when there is no such file."""
@@ -140,6 +158,13 @@ class S3Store:
             self.client.upload_file(str(path), self.bucket, self._key(name), ExtraArgs=self.put_args or None)
         except ClientError as exc:
             raise s3_error(exc, f"s3://{self.bucket}/{self._key(name)}") from None
+
+    def scratch_path(self, name: str, workdir: Path) -> Path:
+        """Where to write a file that will become `name`: the run's work folder (publishing uploads it)."""
+        return workdir / Path(name).name
+
+    def publish_file(self, name: str, path: Path) -> None:
+        self.upload_file(name, path)
 
     def download_file(self, name: str, path: Path) -> bool:
         """Stream `name` to `path` (never whole in memory); False when there is no such object."""

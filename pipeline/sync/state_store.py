@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -108,12 +107,8 @@ class StateStore:
                           f"(rokt-pipeline state show) or move the folder away to start afresh")
 
     def scratch_path(self, name: str, workdir: Path) -> Path:
-        """Where to write a state version about to be committed: in the store's folder when it is local (same
-        disk, so committing is a rename), else in the run's work folder (committing uploads it)."""
-        if isinstance(self.store, LocalStore):
-            self.store.path.mkdir(parents=True, exist_ok=True)
-            return self.store.path / f".{name}.partial"
-        return workdir / name
+        """Where to write a state version about to be committed (see Store.scratch_path)."""
+        return self.store.scratch_path(name, workdir)
 
     def commit(self, run_id: str, parent: str | None, path: Path, counts: dict[str, Any], how: str) -> StateIndex:
         """Make the state at `path` version `run_id`, with `parent` the version it was computed from."""
@@ -122,10 +117,7 @@ class StateStore:
             raise StateMoved(f"the state moved to version {index.current} while this run was working from {parent} "
                              "(two runs of one job at the same time?)")
         name = f"{run_id}.parquet"
-        if isinstance(self.store, LocalStore) and path.parent == self.store.path:
-            os.replace(path, self.store.path / name)  # written in place (see scratch_path): a rename, not a copy
-        else:
-            self.store.upload_file(name, path)
+        self.store.publish_file(name, path)
         entry = {"run_id": run_id, "parent": parent, "written_at": utc_now(), "how": how, **counts}
         index = self._pruned(index.with_version(entry))
         write_json(self.store, INDEX, index.to_json())

@@ -1,4 +1,5 @@
-"""A consumer that stops part way (a bug in a worker, Ctrl-C) still leaves every flagged row read in rejects.csv."""
+"""A consumer that stops part way (a bug in a worker, Ctrl-C) still leaves every flagged row read in rejects.csv,
+and no half-written delivery index."""
 
 from __future__ import annotations
 
@@ -9,12 +10,17 @@ from pipeline.runner import run_job
 from tests.conftest import audience_job, write_job
 
 
-class _FailsOnFirstBatch:
+class _FailsOnThirdBatch:
+    def __init__(self) -> None:
+        self.batches_done = 0
+
     def start(self, counts, batch_size, skipped) -> None:
         pass
 
     def batch_done(self, record) -> None:
-        raise RuntimeError("progress display broke")
+        self.batches_done += 1
+        if self.batches_done == 3:
+            raise RuntimeError("progress display broke")
 
     def finish(self) -> None:
         pass
@@ -26,7 +32,11 @@ def test_rejects_are_written_when_sending_stops_part_way(tmp_path, sandbox_env) 
     source.write_text("Email Address\n" + "\n".join(rows) + "\n")
     job = audience_job(tmp_path, source, limits={"batch_size": 10, "requests_per_second": 4, "concurrency": 1})
     with pytest.raises(RuntimeError, match="progress display broke") as stopped:
-        run_job(load_job(write_job(tmp_path, job)), run_id="stopped", dry_run=True, progress=_FailsOnFirstBatch())
+        run_job(load_job(write_job(tmp_path, job)), run_id="stopped", dry_run=True, progress=_FailsOnThirdBatch())
     # `stopped` keeps the run's frames (and the stream) alive: the rejects must not wait for them to be freed.
-    rejects = (tmp_path / "out" / "test-audience" / "stopped" / "rejects.csv").read_text().splitlines()
+    run_folder = tmp_path / "out" / "test-audience" / "stopped"
+    rejects = (run_folder / "rejects.csv").read_text().splitlines()
     assert len(rejects) == 1 + 3, rejects
+    # The delivery index is written beside the manifest as a hidden partial file; a run stopped part way has none.
+    leftovers = [p.name for p in run_folder.iterdir() if p.name.startswith(".") or "delivery_index" in p.name]
+    assert leftovers == []
