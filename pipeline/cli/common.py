@@ -29,7 +29,9 @@ def job_file(args: argparse.Namespace) -> str:
 
 def add_common(parser: argparse.ArgumentParser, json_output: str | None = None) -> None:
     """Options every command has; `json_output` says what --json prints, for commands that print a table."""
-    parser.add_argument("--log-format", choices=("text", "json"), default="text")
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="log lines on stderr as text (default) or one JSON object a line, for a log collector")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log at DEBUG level too (adds the HTTP library's connection and request lines)")
     if json_output:
         parser.add_argument("--json", action="store_true", help=json_output)
