@@ -11,6 +11,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -73,22 +74,24 @@ class Snapshot:
 class Tracker:
     """Counts the batches a run has done and estimates what is left; thread-safe (batches finish on workers)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
+        self._clock = clock
         self._counts: Counts | None = None
         self._batch_size = 1
         self._skipped = self._done = self._sent = 0
-        self._started = time.monotonic()
+        self._first_done_at = 0.0
 
     def start(self, counts: Counts, batch_size: int, skipped: int) -> None:
         with self._lock:
             self._counts, self._batch_size, self._skipped = counts, batch_size, skipped
-            self._started = time.monotonic()
 
     def batch_done(self, record: dict[str, Any]) -> Snapshot:
         with self._lock:
             self._done += 1
             self._sent += record["records"]
+            if self._done == 1:
+                self._first_done_at = self._clock()
             return self._snapshot()
 
     def snapshot(self) -> Snapshot:
@@ -101,8 +104,9 @@ class Tracker:
         batches = None if identifiers is None else math.ceil(identifiers / self._batch_size)
         done = self._skipped + self._done
         left = None
-        if batches is not None and self._done and done < batches:
-            per_batch = (time.monotonic() - self._started) / self._done
+        if batches is not None and self._done >= 2 and done < batches:
+            # Timed from the first batch's answer: the start (reading, the first request) is not the pace of the rest.
+            per_batch = (self._clock() - self._first_done_at) / (self._done - 1)
             left = per_batch * max(batches - done, 0)
         return Snapshot(done, None if batches is None else max(batches, done), self._sent, identifiers,
                         counts is not None and not counts.complete, left,

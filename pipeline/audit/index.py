@@ -12,9 +12,10 @@ and half the size of the whole digest (155 MB per 10M identifiers on disk, the d
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import polars as pl
@@ -84,6 +85,7 @@ class DeliveryIndexWriter:
         self.path = path
         self._encoding = encoding
         self._writer: pq.ParquetWriter | None = None
+        self._file: BinaryIO | None = None
         self._lock = threading.Lock()
         self.rows = 0
 
@@ -100,17 +102,23 @@ class DeliveryIndexWriter:
 
                 # Digests are random: neither a dictionary nor compression makes them smaller, and trying costs
                 # 2.4 s of CPU per 10M rows. The batch column is one value a row group: a dictionary makes it nothing.
-                self._writer = pq.ParquetWriter(self.path, table.schema, use_dictionary=[BATCH],
+                self._file = open(self.path, "wb")
+                self._writer = pq.ParquetWriter(self._file, table.schema, use_dictionary=[BATCH],
                                                 compression={KEY: "none", BATCH: "zstd"})
             self._writer.write_table(table)
             self.rows += len(series)
+            # On disk batch by batch, while the run waits on the rate limit, not all at once when it is published
+            # (an fsync of 155 MB at the end of a 10M run took 0.4 s).
+            self._file.flush()
+            os.fsync(self._file.fileno())
 
     def close(self) -> bool:
         """True when anything was written."""
         with self._lock:
-            if self._writer is None:
+            if self._writer is None or self._file is None:
                 return False
             self._writer.close()
+            self._file.close()
             return True
 
 

@@ -51,3 +51,16 @@ def test_a_finished_run_shows_no_time_left_and_one_duplicate_is_singular() -> No
     _done(tracker, 2, 75)
     snapshot = tracker.snapshot()
     assert snapshot.describe_totals() == "2 of 2 batches" and snapshot.describe_quality().endswith("1 duplicate so far")
+
+
+def test_time_left_follows_the_pace_since_the_first_answer_not_the_start() -> None:
+    now = [100.0]
+    tracker = Tracker(clock=lambda: now[0])
+    tracker.start(_Counts(complete=True, identifiers=1_000), batch_size=100, skipped=0)
+    now[0] += 5.0  # reading the source and the first request: not the pace of the rest
+    tracker.batch_done({"records": 100})
+    assert tracker.snapshot().seconds_left is None  # one answer is no pace yet
+    for _ in range(4):
+        now[0] += 0.25
+        tracker.batch_done({"records": 100})
+    assert tracker.snapshot().seconds_left == 5 * 0.25  # 5 of 10 done, a quarter of a second each
