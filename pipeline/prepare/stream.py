@@ -11,6 +11,7 @@ import itertools
 import random
 import threading
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -46,6 +47,19 @@ WINDOWED_ROWS = 10_000_000
 # the audience API's rate, time enough for the pass over 10M rows (with 1M, the end-to-end run waited for it: 1.11x
 # the floor).
 MEMORY_DEDUPE_ROWS = 2_000_000
+
+
+@dataclass(frozen=True)
+class _RowQuery:
+    """The source's rows normalised, validated, encoded for the wire and keyed for dedupe, not yet read."""
+
+    query: pl.LazyFrame
+    rules_pass: pl.Expr
+    roles: list[str]
+    normalisers: dict[str, Any]
+    validated: list[str]
+    kept_columns: list[str]  # what a request row carries
+    flagged_columns: list[str]  # what a rejected row's reason is judged from
 
 
 class PreparedStream:
@@ -103,24 +117,9 @@ class PreparedStream:
     def _new_rows(self) -> Iterator[pl.DataFrame]:
         """Valid, first-seen request rows (WIRE, SUBJECT?, attributes), chunk by chunk, in file order."""
         plan = self.plan
-        roles = [role for role in plan.roles if role in self.source.columns]
-        validated = [*roles, *plan.derived]
-        normalisers = {**DEFAULT_NORMALISERS, **plan.normalisers}
-        outputs = [*plan.outputs]
-        # rejects.csv shows a value as it was read, so that a person can find it in the file.
-        raw = {raw_value_column(role): pl.col(role) for role in roles if self.rejects.include_values}
-        query = _normalised(self.source.frame.with_columns(**raw), roles, normalisers)
-        if plan.derived:
-            query = query.with_columns(**plan.derived)
-        rules_pass = valid_expression(validated, plan.nullable, plan.row_rules)
-        # Duplicates are judged on the wire identifier (for network privacy, together with its request type).
-        query = query.with_columns(outputs).with_columns(
-            *key_columns(pl.col(WIRE), self.key_seeds), rules_pass.alias(_RULES_PASS)).with_columns(
-            # A value the rules accept but the encoders cannot use is quarantined, never sent as null.
-            (pl.col(_RULES_PASS) & pl.col(WIRE).is_not_null()).alias(_VALID),
-        )
-        kept_columns = [_name(e) for e in outputs]
-        flagged_columns = [FILE_INDEX, ROW_NUMBER, *validated, *raw, _RULES_PASS]
+        rows = self._row_query()
+        query, rules_pass, roles, normalisers = rows.query, rows.rules_pass, rows.roles, rows.normalisers
+        validated, kept_columns, flagged_columns = rows.validated, rows.kept_columns, rows.flagged_columns
         # Built (pandera imported, its backends loaded) in the background: the GIL is free while polars reads.
         schema = _in_background("pandera-schema", warmed_schema, validated, plan.nullable, plan.row_rules)
         reasons = _Reasons(self.rejects, schema.result, validated)
@@ -197,12 +196,37 @@ class PreparedStream:
                 reasons.write_all()  # every flagged row read, also when the stream stops part way
             finally:
                 self.rejects.close()
+        yield from self._after_the_last_chunk(lines_judged, held)
+
+    def _row_query(self) -> _RowQuery:
+        plan = self.plan
+        roles = [role for role in plan.roles if role in self.source.columns]
+        validated = [*roles, *plan.derived]
+        normalisers = {**DEFAULT_NORMALISERS, **plan.normalisers}
+        outputs = [*plan.outputs]
+        # rejects.csv shows a value as it was read, so that a person can find it in the file.
+        raw = {raw_value_column(role): pl.col(role) for role in roles if self.rejects.include_values}
+        query = _normalised(self.source.frame.with_columns(**raw), roles, normalisers)
+        if plan.derived:
+            query = query.with_columns(**plan.derived)
+        rules_pass = valid_expression(validated, plan.nullable, plan.row_rules)
+        # Duplicates are judged on the wire identifier (for network privacy, together with its request type).
+        query = query.with_columns(outputs).with_columns(
+            *key_columns(pl.col(WIRE), self.key_seeds), rules_pass.alias(_RULES_PASS)).with_columns(
+            # A value the rules accept but the encoders cannot use is quarantined, never sent as null.
+            (pl.col(_RULES_PASS) & pl.col(WIRE).is_not_null()).alias(_VALID),
+        )
+        return _RowQuery(query, rules_pass, roles, normalisers, validated, kept_columns=[_name(e) for e in outputs],
+                         flagged_columns=[FILE_INDEX, ROW_NUMBER, *validated, *raw, _RULES_PASS])
+
+    def _after_the_last_chunk(self, lines_judged: int, held: list[pl.DataFrame]) -> Iterator[pl.DataFrame]:
+        """The checks that need the whole file read, and the rows a supersede rule held back until then."""
         if self.lines_read != lines_judged:  # the file changed while it was read, or a row was lost or read twice
             raise source_changed(f"{_describe(self.source)} had {lines_judged:,} rows when it was judged and "
                                  f"{self.lines_read:,} when it was read again")
-        if plan.supersede is not None and held:
+        if self.plan.supersede is not None and held:
             before = sum(f.height for f in held)
-            kept = plan.supersede(pl.concat(held).lazy()).collect()
+            kept = self.plan.supersede(pl.concat(held).lazy()).collect()
             self.superseded, self.identifiers = before - kept.height, kept.height
             if kept.height:
                 yield kept
