@@ -10,7 +10,6 @@ Inputs are generated once under .bench/data/ (git-ignored); every run goes under
 from __future__ import annotations
 
 import argparse
-import compileall
 import os
 import platform
 import shutil
@@ -105,9 +104,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"removed {BENCH_DIR}")
         return 0
     shutil.rmtree(RUNS_DIR, ignore_errors=True)  # outputs of earlier runs; generated inputs are kept
-    # As installed: pip compiles a package's bytecode once. An editable checkout under PYTHONDONTWRITEBYTECODE=1
-    # (this machine's default) would otherwise recompile every edited module in every child (0.1-0.3 s of start).
-    compileall.compile_dir(ROOT / "pipeline", quiet=1)
     started = time.perf_counter()
     command = "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv)
     print(f"$ {command.strip()}\n{machine()}\n")

@@ -168,8 +168,10 @@ def _run(job: JobConfig, endpoint: Endpoint, summary: RunSummary, store: Store, 
             summary.stopped_reason = f"stopped part way: {exc}"
             log.error("%s", summary.stopped_reason)
         finally:
-            ledger.close()
-            _publish_index(index, store, stream)
+            try:
+                ledger.close()
+            finally:
+                _publish_index(index, store, stream)
         if sync is not None:  # after the ledger is closed (flushed to S3): the state never runs ahead of the ledger
             summary.stopped_reason = sync.advance(ledger.records) or summary.stopped_reason
     finally:
@@ -185,17 +187,19 @@ def _delivery_index(endpoint: Endpoint, store: Store, workdir: Path) -> Delivery
     attempt of the run left a whole one (the batches, and so the index, are the same)."""
     if endpoint.spec.one_subject or store.exists(INDEX):
         return None
-    return DeliveryIndexWriter(store.scratch_path(INDEX, workdir), endpoint.spec.wire_encoding)
+    return DeliveryIndexWriter(store.scratch_path(INDEX, workdir), endpoint.spec.wire_encoding,
+                               durable=isinstance(store, LocalStore))
 
 
 def _publish_index(index: DeliveryIndexWriter | None, store: Store, stream: PreparedStream | SyncPlan) -> None:
     """Put beside the manifest once it holds every identifier of the run (a run stopped part way leaves it out)."""
     if index is None:
         return
-    if index.close() and stream.complete and index.rows == stream.identifiers:
-        store.publish_file(INDEX, index.path)
-    else:
-        index.path.unlink(missing_ok=True)
+    try:
+        if index.close() and stream.complete and index.rows == stream.identifiers:
+            store.publish_file(INDEX, index.path)
+    finally:
+        index.path.unlink(missing_ok=True)  # a partial index never stays in the output folder
 
 
 def _confirm_whole_set(endpoint: Endpoint, stream: PreparedStream | SyncPlan, confirmed: bool) -> None:

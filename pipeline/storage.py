@@ -82,7 +82,7 @@ class LocalStore:
         if path.parent != target.parent:
             self.upload_file(name, path)
             return
-        with open(path, "rb+") as handle:  # on disk before it takes the name: a crash never leaves it torn
+        with open(path, "rb") as handle:  # on disk before it takes the name: a crash never leaves it torn
             os.fsync(handle.fileno())
         os.replace(path, target)
 

@@ -79,13 +79,19 @@ def key_of_hex(digest_hex: str) -> bytes:
 
 
 class DeliveryIndexWriter:
-    """Shared by the sending threads: each adds its batch's rows; closed once, when the run's batches are all cut."""
+    """Shared by the sending threads: each adds its batch's rows; closed once, when the run's batches are all cut.
 
-    def __init__(self, path: Path, encoding: WireEncoding):
+    `durable`: each row group reaches the disk as it is written, for a file that is published by a rename (a
+    local output folder); one uploaded from the work folder needs no fsync.
+    """
+
+    def __init__(self, path: Path, encoding: WireEncoding, durable: bool):
         self.path = path
         self._encoding = encoding
+        self._durable = durable
         self._writer: pq.ParquetWriter | None = None
         self._file: BinaryIO | None = None
+        self._closed = False
         self._lock = threading.Lock()
         self.rows = 0
 
@@ -97,6 +103,8 @@ class DeliveryIndexWriter:
         batches = pl.repeat(batch.index, len(series), dtype=pl.UInt32, eager=True).to_arrow()
         table = pa.table({KEY: index_keys(series, self._encoding), BATCH: batches})
         with self._lock:
+            if self._closed:  # a worker left running by a second Ctrl-C, after the run has ended
+                return
             if self._writer is None:
                 import pyarrow.parquet as pq
 
@@ -107,18 +115,22 @@ class DeliveryIndexWriter:
                                                 compression={KEY: "none", BATCH: "zstd"})
             self._writer.write_table(table)
             self.rows += len(series)
-            # On disk batch by batch, while the run waits on the rate limit, not all at once when it is published
-            # (an fsync of 155 MB at the end of a 10M run took 0.4 s).
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            if self._durable:
+                # On disk batch by batch, while the run waits on the rate limit, not all at once when it is
+                # published (an fsync of 155 MB at the end of a 10M run took 0.4 s).
+                self._file.flush()
+                os.fsync(self._file.fileno())
 
     def close(self) -> bool:
-        """True when anything was written."""
+        """True when anything was written (the file is whole then)."""
         with self._lock:
+            self._closed = True
             if self._writer is None or self._file is None:
                 return False
-            self._writer.close()
-            self._file.close()
+            try:
+                self._writer.close()
+            finally:
+                self._file.close()
             return True
 
 

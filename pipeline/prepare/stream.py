@@ -118,11 +118,10 @@ class PreparedStream:
         """Valid, first-seen request rows (WIRE, SUBJECT?, attributes), chunk by chunk, in file order."""
         plan = self.plan
         rows = self._row_query()
-        query, rules_pass, roles, normalisers = rows.query, rows.rules_pass, rows.roles, rows.normalisers
-        validated, kept_columns, flagged_columns = rows.validated, rows.kept_columns, rows.flagged_columns
+        query = rows.query
         # Built (pandera imported, its backends loaded) in the background: the GIL is free while polars reads.
-        schema = _in_background("pandera-schema", warmed_schema, validated, plan.nullable, plan.row_rules)
-        reasons = _Reasons(self.rejects, schema.result, validated)
+        schema = _in_background("pandera-schema", warmed_schema, rows.validated, plan.nullable, plan.row_rules)
+        reasons = _Reasons(self.rejects, schema.result, rows.validated)
         held: list[pl.DataFrame] = []
 
         first_seen = _FirstSeen(self.memory_dedupe_rows)
@@ -132,20 +131,23 @@ class PreparedStream:
             `position` (0-based, over all files), in file order."""
             # The fast expression decides; pandera names each flagged row's reason, many chunks at a time.
             is_blank = chunk.get_column(BLANK)
-            flagged = chunk.filter(~pl.col(_VALID) & ~is_blank).select(flagged_columns)
+            flagged = chunk.filter(~pl.col(_VALID) & ~is_blank).select(rows.flagged_columns)
             is_valid = chunk.get_column(_VALID)
             keyed = HI in chunk.columns
-            valid = chunk.select(*kept_columns, *([HI, LO] if keyed else [])).filter(is_valid)
+            valid = chunk.select(*rows.kept_columns, *([HI, LO] if keyed else [])).filter(is_valid)
             positions = np.flatnonzero(is_valid.to_numpy()) + position
-            fresh = valid.filter(first_seen(valid.select(HI, LO) if keyed else None, positions)).select(kept_columns)
+            is_first = first_seen(valid.select(HI, LO) if keyed else None, positions)
+            fresh = valid.filter(is_first).select(rows.kept_columns)
             return chunk.height, is_blank.sum(), flagged, valid.height, fresh
 
         try:
-            without_identifier = pl.all_horizontal(pl.col(role).is_null() for role in roles).sum().alias("without_identifier")
+            without_identifier = pl.all_horizontal(
+                pl.col(role).is_null() for role in rows.roles).sum().alias("without_identifier")
             verdict = _in_background(
                 "judge-whole-file", self._judge_whole_file,
-                _without_blank_lines(query).select(pl.len().alias("lines"), without_identifier, (~rules_pass).sum().alias("invalid")),
-                self._certainly_valid(roles), without_identifier)
+                _without_blank_lines(query).select(
+                    pl.len().alias("lines"), without_identifier, (~rows.rules_pass).sum().alias("invalid")),
+                self._certainly_valid(rows.roles), without_identifier)
             # While the whole file is judged, the first chunk is read, hashed and deduplicated here, so the first
             # batches are ready when the verdict is; nothing of it is counted or written before. A whole chunk, not
             # one batch's worth of rows: invalid rows and duplicates leave fewer than a batch, and the first batch
@@ -155,7 +157,7 @@ class PreparedStream:
             self.lines_total = lines_judged
             rest_query = query if may_have_blank_lines else _without_blank_lines(query)
             if lines_judged > self.memory_dedupe_rows:
-                pass_keys = self._keys(query, roles, normalisers)
+                pass_keys = self._keys(query, rows.roles, rows.normalisers)
                 # One query, not windows: its rows are a few bytes of keys, so the streaming engine's run-ahead
                 # holds little more than a window's (10M-row CSV behind a slow consumer: 262 against 242 MiB peak),
                 # and windows count the file's lines from its start again each time (0.67 against 1.0 s).

@@ -40,3 +40,30 @@ def test_rejects_are_written_when_sending_stops_part_way(tmp_path, sandbox_env) 
     # The delivery index is written beside the manifest as a hidden partial file; a run stopped part way has none.
     leftovers = [p.name for p in run_folder.iterdir() if p.name.startswith(".") or "delivery_index" in p.name]
     assert leftovers == []
+
+
+def test_a_ledger_that_cannot_be_closed_leaves_no_partial_index(tmp_path, sandbox_env, monkeypatch) -> None:
+    """A full disk when the last ledger lines are written: the run fails, and its folder holds no partial index."""
+    import pipeline.runner as runner
+
+    real_open_ledger = runner.open_ledger
+
+    def ledger_whose_close_fails(*args, **kwargs):
+        ledger = real_open_ledger(*args, **kwargs)
+        real_close = ledger.close
+
+        def close() -> None:
+            real_close()
+            raise OSError(28, "No space left on device")
+
+        ledger.close = close
+        return ledger
+
+    monkeypatch.setattr(runner, "open_ledger", ledger_whose_close_fails)
+    source = tmp_path / "customers.csv"
+    source.write_text("Email Address\n" + "\n".join(f"user{i}@example.com" for i in range(50)) + "\n")
+    job = audience_job(tmp_path, source, limits={"batch_size": 10, "requests_per_second": 4, "concurrency": 1})
+    with pytest.raises(OSError, match="No space left"):
+        run_job(load_job(write_job(tmp_path, job)), run_id="full-disk", dry_run=True)
+    run_folder = tmp_path / "out" / "test-audience" / "full-disk"
+    assert [p.name for p in run_folder.iterdir() if p.name.startswith(".")] == []  # the index is whole or absent
