@@ -331,8 +331,12 @@ def api_url(value: str | None, key: str) -> str | None:
     if value is None:
         return None
     parsed = urlparse(value)
+    # The value is never quoted: after ${VAR} interpolation it may hold whatever the variable held.
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise ValueError(f"{key} must be an http(s) URL, got {value!r}")
+        raise ValueError(f"{key} must be an http(s) URL (https://host/...)")
+    if parsed.username is not None or parsed.password is not None:
+        # A URL is written to logs, plan.json, summary.json and the audit tables: no credentials in it.
+        raise ValueError(f"{key} must not hold a user name or password; credentials go in destination.credentials")
     if parsed.scheme == "http" and not is_loopback(parsed.hostname):
         raise ValueError(f"{key}: plain http is allowed only for a loopback sandbox; use https")
     return value.rstrip("/")

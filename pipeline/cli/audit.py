@@ -32,11 +32,14 @@ def add_commands(commands: Any) -> None:
         "lookup", help="where one person's identifier went: run, destination, batch, status, time, Rokt's ids",
         description="Normalises, validates and hashes what it is given exactly as a run does, and looks for its SHA-256 "
                     "in the job's outputs. Exit 0 when found, 1 when not, 2 on bad input. The address is never printed "
-                    "nor stored.")
+                    "nor stored. Give '-' to read the value from standard input, so that it stays out of the command "
+                    "line (ps, shell history, a scheduler's logged command).")
     add_job(lookup)
-    lookup.add_argument("--email", help="an email address, as written anywhere (it is normalised as a run does)")
+    lookup.add_argument("--email", help="an email address, as written anywhere (it is normalised as a run does); "
+                                        "- reads it from standard input")
     lookup.add_argument("--sha256", help="the SHA-256 of a normalised address, hex or base64")
-    lookup.add_argument("--phone", help="a phone number (network privacy jobs), in any layout")
+    lookup.add_argument("--phone", help="a phone number (network privacy jobs), in any layout; - reads it from "
+                                        "standard input")
     lookup.add_argument("--run-id", help="this run only (default: every run of the job)")
     add_common(lookup, json_output="the findings as JSON")
     lookup.set_defaults(command=_lookup)
@@ -95,7 +98,7 @@ def _lookup(args: argparse.Namespace) -> int:
     from pipeline.audit.lookup import lookup, subject_of
 
     outputs = load_job_outputs(job_file(args))
-    subject = subject_of(outputs, args.email, args.sha256, args.phone)
+    subject = subject_of(outputs, _from_stdin(args.email), _from_stdin(args.sha256), _from_stdin(args.phone))
     findings = lookup(outputs, subject, args.run_id)
     if args.json:
         print(json.dumps({"subject": subject.digest, "rejected_because": subject.rejected_because,
@@ -114,6 +117,11 @@ def _lookup(args: argparse.Namespace) -> int:
         print(f"run {finding.run_id}: {subject.shown} {finding.status}{flags} at {finding.at}, {where}; "
               f"to {finding.destination}; ids: {ids}")
     return 0
+
+
+def _from_stdin(value: str | None) -> str | None:
+    """'-' stands for the first line of standard input."""
+    return sys.stdin.readline().rstrip("\r\n") if value == "-" else value
 
 
 def _audit_export(args: argparse.Namespace) -> int:

@@ -26,9 +26,10 @@ def without_secrets() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key not in SECRETS}
 
 
-def outputs_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def outputs_cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None
+                ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=ROOT, env={**without_secrets(), **(env or {})},
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, input=stdin)
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +56,8 @@ def test_lookup_finds_an_address_in_its_batch_and_says_not_found_otherwise(big_a
     report = json.loads(found.stdout)
     [finding] = report["found"]
     assert (finding["run_id"], finding["batch"], finding["status"]) == ("big-1", 1, "accepted")  # the middle batch
+    piped = outputs_cli("lookup", str(path), "--email", "-", "--json", stdin="  CUSTOMER150000@example.COM \n")
+    assert json.loads(piped.stdout) == report  # read from standard input, kept off the command line
     assert "US_Customers" in finding["destination"] and "action include" in finding["destination"]
     assert "customer150000" not in found.stdout.lower()  # never the address
 

@@ -88,6 +88,16 @@ def test_plain_http_is_refused_for_hosts_that_only_look_like_loopback(tmp_path: 
     assert "plain http is allowed only for a loopback sandbox" in message
 
 
+def test_a_base_url_with_credentials_in_it_is_refused_without_quoting_it(tmp_path: Path) -> None:
+    message = error_of(tmp_path, audience_job(tmp_path, "x.csv", base_url="https://user:s3cret@data.rokt.com"))
+    assert "must not hold a user name or password" in message and "s3cret" not in message
+
+
+def test_a_base_url_that_is_not_a_url_is_refused_without_quoting_it(tmp_path: Path) -> None:
+    message = error_of(tmp_path, audience_job(tmp_path, "x.csv", base_url="rsec-not-a-url-secret"))
+    assert "must be an http(s) URL" in message and "rsec-not-a-url-secret" not in message
+
+
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "127.10.20.30", "[::1]"])
 def test_plain_http_is_allowed_for_a_loopback_sandbox(tmp_path: Path, host: str) -> None:
     job = load(tmp_path, audience_job(tmp_path, "x.csv", base_url=f"http://{host}:8787"))
