@@ -95,7 +95,7 @@ MUTANTS: list[Mutant] = [
            "if not refreshed and self.endpoint.refresh_credentials():", "if False:",
            "tests/integration/test_data_deletion.py::test_expired_token_is_refreshed_once"),
     mutant("R7", "a 429 is flagged as if the server might have acted on it", BASE,
-           "not_acted = status == 429 or (status == 503 and retry_after is not None)", "not_acted = False", LOST),
+           "not_acted = is_slow_down(status, retry_after)", "not_acted = False", LOST),
     mutant("R8", "503 is no longer retried", BASE, "TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})",
            "TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 504})",
            f"{FAULTS}::test_every_fault_for_every_family"),

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from pipeline.batching import Batch
 from pipeline.config import Limits
 from pipeline.errors import TerminalError, TransientError
-from pipeline.http.retry import parse_retry_after
+from pipeline.http.retry import is_slow_down, parse_retry_after
 from pipeline.prepare.hashing import WireEncoding
 from pipeline.prepare.prepared import RowPlan, single_identifier_plan
 
@@ -152,7 +152,7 @@ def raise_for_status(response: requests.Response, spec: EndpointSpec) -> None:
     message = f"HTTP {status} from {spec.family}" + (f" ({detail})" if detail else "") + (f": {hint}" if hint else "")
     if status in TRANSIENT_STATUSES:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        not_acted = status == 429 or (status == 503 and retry_after is not None)
+        not_acted = is_slow_down(status, retry_after)
         raise TransientError(message, http_status=status, retry_after=retry_after, may_have_arrived=not not_acted,
                              throttled=not_acted)
     raise TerminalError(message, http_status=status, stops_run=status in RUN_STOPPING_STATUSES)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from pydantic import SecretStr
 
 from pipeline.errors import TerminalError, TransientError
-from pipeline.http.retry import parse_retry_after
+from pipeline.http.retry import is_slow_down, parse_retry_after
 
 if TYPE_CHECKING:
     import requests
@@ -108,7 +108,8 @@ class OAuthClientCredentials:
                         # and within retry.max_retry_after_seconds (not here, under the token lock).
                         raise TransientError(f"the OAuth token endpoint is busy (HTTP {response.status_code})",
                                              http_status=response.status_code, retry_after=retry_after,
-                                             may_have_arrived=False, throttled=True)
+                                             may_have_arrived=False,
+                                             throttled=is_slow_down(response.status_code, retry_after))
                     last_problem = f"HTTP {response.status_code}"
             if attempt < _TOKEN_ATTEMPTS:
                 self._sleep(min(4.0, 0.5 * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))

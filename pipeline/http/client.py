@@ -171,8 +171,10 @@ class Sender(StopSwitch):
             except SendError as exc:
                 error = exc
             outcome.response, outcome.error = response, error
-            if isinstance(error, TransientError) and error.throttled:
-                self.gates[request.rate].rate.throttled()  # the run slows down, and creeps back once answers succeed
+            if isinstance(error, TransientError) and error.throttled and response is not None:
+                # The run slows down, and creeps back once answers succeed. Not for a busy token endpoint (no
+                # response here): it has limits of its own, and the API's pace is not what it asks to change.
+                self.gates[request.rate].rate.throttled()
             if isinstance(error, CredentialsExpired):
                 if not refreshed and self.endpoint.refresh_credentials():
                     refreshed = True
@@ -206,11 +208,14 @@ class Sender(StopSwitch):
         prepared = self.session.prepare_request(requests.Request(
             request.method, request.url, headers=request.headers, data=body, params=request.params))
         settings = self.session.merge_environment_settings(prepared.url, {}, None, None, None)
+        # A token that must be fetched is fetched before the slot: its retries never hold a start nor a place in flight.
+        self.endpoint.auth_headers()
         gate = self.gates[request.rate]
         with gate.slot(self.stopped if honour_stop else None) as start:
             if start is None:
                 return None
-            # Credentials go on only now: a request can wait for its start longer than a short-lived token lives.
+            # Credentials go on only now (cached, unless the wait outlived the token): a request can wait for its
+            # start longer than a short-lived token lives.
             prepared.headers.update(self.endpoint.auth_headers())
             if outcome.started_at is None:  # the first attempt to get its start (one that failed before sent nothing)
                 outcome.started_at = utc_now()

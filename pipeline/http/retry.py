@@ -34,6 +34,12 @@ class RetryPolicy:
         return attempt < self.max_attempts
 
 
+def is_slow_down(status: int, retry_after: float | None) -> bool:
+    """A 429, or a 503 with Retry-After: the server says it did not act, and asks the client to wait. Such answers
+    are waited out (retry.max_throttle_seconds) without using up retry.max_attempts."""
+    return status == 429 or (status == 503 and retry_after is not None)
+
+
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
     """Retry-After as seconds: delta-seconds or an HTTP-date; None when absent or unreadable."""
     if value is None:
