@@ -221,5 +221,17 @@ def open_ledger(store: Store, flush_records: int, flush_seconds: float) -> Ledge
     return SegmentedLedger(store, flush_records, flush_seconds)
 
 
+def read_json(store: Store, name: str) -> dict[str, Any] | None:
+    """A JSON object written by write_json; None when absent, or torn by a crash (as if it were not there)."""
+    data = store.read_bytes(name)
+    if data is None:
+        return None
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def write_json(store: Store, name: str, payload: dict[str, Any]) -> None:
     store.write_bytes(name, (json.dumps(payload, indent=2) + "\n").encode())

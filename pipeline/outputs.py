@@ -11,7 +11,7 @@ import secrets
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pipeline.config import JobConfig
+from pipeline.config import JobConfig, OutputConfig
 from pipeline.storage import LocalStore, S3Store, Store, is_s3, split_s3_uri
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+@=-]{0,199}$")
@@ -26,15 +26,19 @@ def valid_run_id(run_id: str) -> bool:
     return bool(_RUN_ID.match(run_id)) and ".." not in run_id
 
 
-def job_store(job: JobConfig) -> Store:
-    """<output.uri>/<job>/: every run of the job, local or S3."""
-    output = job.output
-    if is_s3(output.uri):
+def store_at(uri: str, output: OutputConfig) -> Store:
+    """A folder or an s3:// prefix, written as the job's outputs are (its S3 client settings and encryption)."""
+    if is_s3(uri):
         from pipeline.s3 import put_args, s3_client
 
-        bucket, prefix = split_s3_uri(output.uri)
-        return S3Store(bucket, prefix.strip("/"), s3_client(output.s3), put_args(output)).child(job.job)
-    return LocalStore(Path(output.uri) / job.job)
+        bucket, prefix = split_s3_uri(uri)
+        return S3Store(bucket, prefix.strip("/"), s3_client(output.s3), put_args(output))
+    return LocalStore(Path(uri))
+
+
+def job_store(job: JobConfig) -> Store:
+    """<output.uri>/<job>/: every run of the job, local or S3."""
+    return store_at(job.output.uri, job.output).child(job.job)
 
 
 def run_store(job: JobConfig, run_id: str) -> Store:

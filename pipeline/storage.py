@@ -24,6 +24,7 @@ class Store(Protocol):
     def upload_file(self, name: str, path: Path) -> None: ...
     def scratch_path(self, name: str, workdir: Path) -> Path: ...
     def publish_file(self, name: str, path: Path) -> None: ...
+    def local_copy(self, name: str, workdir: Path) -> Path | None: ...
     def download_file(self, name: str, path: Path) -> bool: ...
     def delete(self, name: str) -> None: ...
     def exists(self, name: str) -> bool: ...
@@ -85,6 +86,11 @@ class LocalStore:
         with open(path, "rb") as handle:  # on disk before it takes the name: a crash never leaves it torn
             os.fsync(handle.fileno())
         os.replace(path, target)
+
+    def local_copy(self, name: str, workdir: Path) -> Path | None:
+        """A path to read `name` at (the file itself); None when there is no such file."""
+        path = self.path / name
+        return path if path.exists() else None
 
     def download_file(self, name: str, path: Path) -> bool:
         """Copy `name` to `path`; False when there is no such file."""
@@ -165,6 +171,11 @@ class S3Store:
 
     def publish_file(self, name: str, path: Path) -> None:
         self.upload_file(name, path)
+
+    def local_copy(self, name: str, workdir: Path) -> Path | None:
+        """A path to read `name` at: downloaded into `workdir`; None when there is no such object."""
+        path = workdir / Path(name).name
+        return path if self.download_file(name, path) else None
 
     def download_file(self, name: str, path: Path) -> bool:
         """Stream `name` to `path` (never whole in memory); False when there is no such object."""

@@ -53,8 +53,7 @@ class RunSummary:
         """0 every batch accepted; 75 (EX_TEMPFAIL) out of time, a rerun with the same run id carries on; 1 otherwise."""
         if self.max_duration_reached:
             return EXIT_OUT_OF_TIME
-        unfinished = sum(n for status, n in self.batches_by_status.items() if status not in ("accepted", "already_accepted", "dry_run"))
-        return 1 if unfinished or self.stopped_reason else 0
+        return 1 if unfinished_batches(self.batches_by_status) or self.stopped_reason else 0
 
     @property
     def manifest(self) -> str:
@@ -63,3 +62,8 @@ class RunSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"manifest": self.manifest}
+
+
+def unfinished_batches(batches_by_status: dict[str, int]) -> int:
+    """Batches a run did not deliver (failed, rejected, not sent), from a summary's `batches_by_status`."""
+    return sum(n for status, n in batches_by_status.items() if status not in ("accepted", "already_accepted", "dry_run"))

@@ -19,8 +19,8 @@ from pipeline.audit.index import BATCH, INDEX, KEY
 from pipeline.audit.runs import attempts
 from pipeline.config import JobOutputs, describe_destination
 from pipeline.ledger import read_records
-from pipeline.outputs import run_ids, run_store
-from pipeline.storage import LocalStore, S3Store, Store, is_s3, split_s3_uri
+from pipeline.outputs import run_ids, run_store, store_at
+
 
 Column = tuple[str, pl.DataType, str]  # name, type, meaning
 
@@ -92,7 +92,7 @@ _MANIFEST_COLUMNS = {name for name, _, _ in TABLES["manifest"][1]}
 
 def export(outputs: JobOutputs, to: str) -> dict[str, int]:
     """Write the four tables under `to` (a folder or an s3:// prefix); returns the rows of each."""
-    target = _store(to, outputs)
+    target = store_at(to, outputs.output)
     counts = {}
     with tempfile.TemporaryDirectory(prefix="rokt-audit-") as scratch:
         folder = Path(scratch)
@@ -113,9 +113,9 @@ def _tables(outputs: JobOutputs, scratch: Path) -> dict[str, pl.DataFrame]:
         reasons += [{"job": outputs.job, "run_id": run_id, "attempt": summary.get("attempt") or 1, "reason": reason,
                      "rows": rows} for summary in history for reason, rows in (summary.get("reject_reasons") or {}).items()]
         manifest += [_manifest_row(outputs.job, run_id, line) for line in read_records(store)[0]]
-        index = _index_of(store, scratch / f"{len(indexes)}.parquet")
+        index = store.local_copy(INDEX, scratch)  # read whole before the next run's copy takes its place
         if index is not None:
-            indexes.append(index.select(pl.lit(outputs.job).alias("job"), pl.lit(run_id).alias("run_id"),
+            indexes.append(pl.read_parquet(index).select(pl.lit(outputs.job).alias("job"), pl.lit(run_id).alias("run_id"),
                                         pl.col(BATCH).cast(pl.Int64), pl.col(KEY).bin.encode("hex").alias("sha256_prefix")))
     frames = {"runs": runs, "manifest": manifest, "reject_reasons": reasons}
     tables = {name: pl.DataFrame(rows, schema=_schema(name)) for name, rows in frames.items()}
@@ -144,24 +144,6 @@ def _manifest_row(job: str, run_id: str, line: dict[str, Any]) -> dict[str, Any]
     return row | {"job": job, "run_id": run_id, "record": line.get("record", "outcome"),
                   "request_id": ids.get("request_id"), "ids": json.dumps(ids, sort_keys=True),
                   "details": json.dumps(details, sort_keys=True, default=str)}
-
-
-def _index_of(store: Store, copy: Path) -> pl.DataFrame | None:
-    if not store.exists(INDEX):
-        return None
-    if isinstance(store, LocalStore):
-        return pl.read_parquet(store.path / INDEX)
-    store.download_file(INDEX, copy)
-    return pl.read_parquet(copy)
-
-
-def _store(to: str, outputs: JobOutputs) -> Store:
-    if is_s3(to):
-        from pipeline.s3 import put_args, s3_client
-
-        bucket, prefix = split_s3_uri(to)
-        return S3Store(bucket, prefix.strip("/"), s3_client(outputs.output.s3), put_args(outputs.output))
-    return LocalStore(Path(to))
 
 
 def schema_markdown() -> str:

@@ -16,10 +16,12 @@ from typing import Any
 import polars as pl
 
 from pipeline.audit.index import INDEX, batches_of
-from pipeline.audit.runs import _json
+from pipeline.audit.runs import latest_per_request
+from pipeline.storage import Store
 from pipeline.config import JobOutputs, describe_destination
+from pipeline.endpoints.registry import endpoint_class
 from pipeline.errors import ConfigError
-from pipeline.ledger import PLAN, read_records
+from pipeline.ledger import PLAN, read_json, read_records
 from pipeline.outputs import run_ids, run_store
 from pipeline.prepare.hashing import prehashed_to_hex, sha256_hex
 from pipeline.prepare.normalise import normalise_email, normalise_phone, strip_hash
@@ -81,37 +83,23 @@ def lookup(outputs: JobOutputs, subject: Subject, run_id: str | None = None) -> 
     findings: list[Finding] = []
     for run in [run_id] if run_id else run_ids(outputs):
         store = run_store(outputs, run)
-        plan = _json(store, PLAN) or {}
+        plan = read_json(store, PLAN) or {}
         records, _ = read_records(store)
-        if outputs.one_subject:
+        if endpoint_class(outputs.endpoint).one_subject:
             outcomes = [r for r in records if "status" in r and r.get("subject") == subject.digest]
         else:
             batches = set(_indexed_batches(store, subject.digest))
             outcomes = [r for r in records if "status" in r and r.get("batch") in batches]
-        findings += [_finding(run, record, plan) for record in _latest_per_request(outcomes)]
+        latest = latest_per_request(outcomes, lambda r: (r.get("batch"), r.get("request_type"), r.get("target")))
+        findings += [_finding(run, record, plan) for record in latest.values()]
     return findings
 
 
-def _indexed_batches(store: Any, digest: str) -> list[int]:
-    if not store.exists(INDEX):  # a one-subject run, or one stopped before its index was whole
-        return []
-    local = getattr(store, "path", None)
-    if local is not None:
-        return batches_of(Path(local) / INDEX, digest)
+def _indexed_batches(store: Store, digest: str) -> list[int]:
     with tempfile.TemporaryDirectory(prefix="rokt-lookup-") as scratch:  # an S3 run: the index is read from a copy
-        copy = Path(scratch) / INDEX
-        store.download_file(INDEX, copy)
-        return batches_of(copy, digest)
-
-
-def _latest_per_request(outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One line per request: its accepted outcome if any attempt was accepted, else its last."""
-    latest: dict[Any, dict[str, Any]] = {}
-    for record in outcomes:
-        key = (record.get("batch"), record.get("request_type"), record.get("target"))
-        if latest.get(key, {}).get("status") != "accepted":
-            latest[key] = record
-    return list(latest.values())
+        index = store.local_copy(INDEX, Path(scratch))
+        # None: a one-subject run, or one stopped before its index was whole.
+        return [] if index is None else batches_of(index, digest)
 
 
 def _finding(run_id: str, record: dict[str, Any], plan: dict[str, Any]) -> Finding:

@@ -6,31 +6,22 @@ summary.json (the latest attempt's) and summaries/<attempt>.json (every attempt'
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import Any, Callable
 
 from pipeline.config import JobOutputs
+from pipeline.endpoints.base import EndpointBase
+from pipeline.endpoints.registry import endpoint_class
 from pipeline.errors import ConfigError
-from pipeline.ledger import PLAN, SUMMARIES, SUMMARY, read_records
+from pipeline.ledger import PLAN, SUMMARIES, SUMMARY, read_json, read_records
 from pipeline.outputs import run_ids, run_store
 from pipeline.storage import Store
-
-
-def _json(store: Store, name: str) -> dict[str, Any] | None:
-    data = store.read_bytes(name)
-    if data is None:
-        return None
-    try:
-        value = json.loads(data)
-    except ValueError:  # a write torn by a crash: as if it were not there
-        return None
-    return value if isinstance(value, dict) else None
+from pipeline.summary import unfinished_batches
 
 
 def attempts(store: Store) -> list[dict[str, Any]]:
     """Every attempt's summary, first first (a run written before attempts were kept: its one summary.json)."""
-    found = [summary for name in store.list(SUMMARIES) if (summary := _json(store, name)) is not None]
-    if not found and (latest := _json(store, SUMMARY)) is not None:
+    found = [summary for name in store.list(SUMMARIES) if (summary := read_json(store, name)) is not None]
+    if not found and (latest := read_json(store, SUMMARY)) is not None:
         found = [latest]
     return sorted(found, key=lambda summary: summary.get("attempt") or 0)
 
@@ -44,19 +35,25 @@ def _finished(latest: dict[str, Any] | None, plan: dict[str, Any]) -> bool:
     return written is None or latest.get("finished_at", "") >= written
 
 
-def request_key(record: dict[str, Any], outputs: JobOutputs) -> Any:
-    """What names one request across attempts: its batch, or (one subject a request) its subject, with its request
-    type for network privacy (an opt-out and a deletion of one person are two requests)."""
-    if not outputs.one_subject:
-        return record["batch"]
-    if outputs.endpoint == "network_privacy":
-        return f"{record.get('request_type')}:{record.get('subject')}"
-    return record.get("subject")
+def request_key(record: dict[str, Any], endpoint: type[EndpointBase]) -> Any:
+    """What names one request across attempts, as a resume names it: its batch, or (one subject a request) its
+    resume key (for network privacy the request type too: an opt-out and a deletion of one person are two)."""
+    return endpoint.resume_keys_covered(record)[0] if endpoint.one_subject else record["batch"]
+
+
+def latest_per_request(outcomes: list[dict[str, Any]], key: Callable[[dict[str, Any]], Any]) -> dict[Any, dict[str, Any]]:
+    """Each request's accepted outcome if any attempt was accepted (once accepted, it stays accepted), else its last."""
+    latest: dict[Any, dict[str, Any]] = {}
+    for record in outcomes:
+        request = key(record)
+        if latest.get(request, {}).get("status") != "accepted":
+            latest[request] = record
+    return latest
 
 
 def run_status(outputs: JobOutputs, run_id: str) -> dict[str, Any]:
     store = run_store(outputs, run_id)
-    plan = _json(store, PLAN)
+    plan = read_json(store, PLAN)
     records, torn = read_records(store)
     history = attempts(store)
     if plan is None and not records and not history:
@@ -66,14 +63,9 @@ def run_status(outputs: JobOutputs, run_id: str) -> dict[str, Any]:
     # Outcomes of requests to the plan's destination (a run id reused for another list starts afresh), keyed the
     # way a resume looks them up.
     requests = [r for r in records if "batch" in r and "status" in r and (target is None or r.get("target", target) == target)]
-    latest: dict[Any, dict[str, Any]] = {}
-    ambiguous: set[Any] = set()
-    for record in requests:
-        key = request_key(record, outputs)
-        if latest.get(key, {}).get("status") != "accepted":  # once accepted, it stays accepted
-            latest[key] = record
-        if record.get("ambiguous"):
-            ambiguous.add(key)
+    endpoint = endpoint_class(outputs.endpoint)
+    latest = latest_per_request(requests, lambda record: request_key(record, endpoint))
+    ambiguous = {request_key(record, endpoint) for record in requests if record.get("ambiguous")}
     counts: dict[str, int] = {}
     for record in latest.values():
         counts[record["status"]] = counts.get(record["status"], 0) + 1
@@ -112,7 +104,7 @@ def list_runs(outputs: JobOutputs) -> list[dict[str, Any]]:
     for run_id in run_ids(outputs):
         store = run_store(outputs, run_id)
         history = attempts(store)
-        plan = _json(store, PLAN) or {}
+        plan = read_json(store, PLAN) or {}
         if not history and not plan:
             continue  # not a run's folder
         last = history[-1] if history else {}
@@ -142,5 +134,4 @@ def _state(last: dict[str, Any], plan: dict[str, Any]) -> str:
         return "out of time (resume with its run id)"
     if last.get("stopped_reason"):
         return "stopped"
-    unfinished = {status for status in (last.get("batches_by_status") or {}) if status not in ("accepted", "already_accepted")}
-    return "failed in part" if unfinished else "delivered"
+    return "failed in part" if unfinished_batches(last.get("batches_by_status") or {}) else "delivered"

@@ -46,6 +46,8 @@ _HINTS = {
 
 
 class AccountDeletion(EndpointBase):
+    one_subject = True
+
     def __init__(self, destination: AccountDeletionDestination, columns: dict[str, str]):
         self.destination = destination
         self.spec = EndpointSpec(
@@ -54,7 +56,7 @@ class AccountDeletion(EndpointBase):
             wire_encoding="email",
             identifier_role="account_id",
             limits=destination.effective_limits,
-            one_subject=True,
+            one_subject=self.one_subject,
             needs_whole_set=True,
             status_hints=_HINTS,
             rates={OPERATIONS_RATE: _OPERATION_LIMITS},

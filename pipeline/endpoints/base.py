@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from pipeline.batching import Batch
 from pipeline.config import Limits
@@ -67,6 +67,7 @@ class EndpointBase:
 
     spec: EndpointSpec
     target: str = ""  # the destination's target() digest, set by endpoint_for
+    one_subject: ClassVar[bool] = False  # one identifier per request: the manifest keys it by `subject`
 
     def auth_headers(self) -> dict[str, str]:
         """Headers that may change between attempts (a refreshed OAuth token). Called per attempt."""
@@ -99,9 +100,10 @@ class EndpointBase:
         assert batch.subject is not None
         return batch.subject
 
-    def resume_keys_covered(self, record: dict[str, Any]) -> tuple[str, ...]:
+    @staticmethod
+    def resume_keys_covered(record: dict[str, Any]) -> tuple[str, ...]:
         """One-subject endpoints: the resume keys of the requests an accepted manifest line makes unnecessary,
-        the line's own first."""
+        the line's own first (from the line alone: `status` and `lookup` read it without a job's credentials)."""
         return (record["subject"],)
 
     def bind_run(self, job: str, run_id: str, dry_run: bool) -> None:

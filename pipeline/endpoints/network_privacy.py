@@ -37,6 +37,8 @@ _HINTS = {
 
 
 class NetworkPrivacy(EndpointBase):
+    one_subject = True
+
     def __init__(self, destination: NetworkPrivacyDestination, columns: dict[str, str]):
         self.destination = destination
         self.spec = EndpointSpec(
@@ -45,7 +47,7 @@ class NetworkPrivacy(EndpointBase):
             wire_encoding="hex",
             identifier_role="subject",
             limits=destination.effective_limits,
-            one_subject=True,
+            one_subject=self.one_subject,
             needs_whole_set=True,
             status_hints=_HINTS,
         )
@@ -129,7 +131,8 @@ class NetworkPrivacy(EndpointBase):
         # between a run and its resume, e.g. an export rewritten before an Airflow retry).
         return f"{(batch.attributes or {}).get('request_type')}:{batch.subject}"
 
-    def resume_keys_covered(self, record: dict[str, Any]) -> tuple[str, ...]:
+    @staticmethod
+    def resume_keys_covered(record: dict[str, Any]) -> tuple[str, ...]:
         covered = (DELETION, OPT_OUT) if record.get("request_type") == DELETION else (record.get("request_type"),)
         return tuple(f"{request_type}:{record['subject']}" for request_type in covered)
 

@@ -25,6 +25,8 @@ _HINTS = {
 
 
 class NurtureUnsubscribe(EndpointBase):
+    one_subject = True
+
     def __init__(self, destination: NurtureUnsubscribeDestination, identifier_role: str):
         self.spec = EndpointSpec(
             family="nurture_unsubscribe",
@@ -32,7 +34,7 @@ class NurtureUnsubscribe(EndpointBase):
             wire_encoding="email",
             identifier_role=identifier_role,
             limits=destination.effective_limits,
-            one_subject=True,
+            one_subject=self.one_subject,
             status_hints=_HINTS,
         )
         self._url = destination.url + PATH
