@@ -30,6 +30,8 @@ class Counts(Protocol):
     lines_total: int | None  # counted by the first pass (None until it has)
     rows_flagged: int  # rows found invalid so far
     duplicates_dropped: int
+    batches_total: int | None  # once the batches are cut (a sync plan: from the start); a mirror's adds and
+    # removes go in batches of their own, so it can be more than identifiers / batch size
 
 
 class Progress(Protocol):
@@ -101,7 +103,7 @@ class Tracker:
     def _snapshot(self) -> Snapshot:
         counts = self._counts
         identifiers = _expected_identifiers(counts) if counts is not None else None
-        batches = None if identifiers is None else math.ceil(identifiers / self._batch_size)
+        batches = expected_batches(counts, self._batch_size) if counts is not None else None
         done = self._skipped + self._done
         left = None
         if batches is not None and self._done >= 2 and done < batches:
@@ -112,6 +114,14 @@ class Tracker:
                         counts is not None and not counts.complete, left,
                         counts.rows_flagged if counts is not None else 0,
                         counts.duplicates_dropped if counts is not None else 0)
+
+
+def expected_batches(counts: Counts, batch_size: int) -> int | None:
+    """All the batches this run sends: exact once they are cut, until then from the identifiers expected."""
+    if counts.complete and counts.batches_total is not None:
+        return counts.batches_total
+    identifiers = _expected_identifiers(counts)
+    return None if identifiers is None else math.ceil(identifiers / batch_size)
 
 
 def _expected_identifiers(counts: Counts) -> int | None:
@@ -137,8 +147,8 @@ class LogProgress:
 
     def start(self, counts: Counts, batch_size: int, skipped: int) -> None:
         self._tracker.start(counts, batch_size, skipped)
-        known = f"{counts.identifiers:,} identifiers in {plural(math.ceil(counts.identifiers / batch_size), 'batch', 'batches')}" \
-            if counts.complete else "batches as they are prepared"
+        batches = plural(expected_batches(counts, batch_size) or 0, "batch", "batches")
+        known = f"{counts.identifiers:,} identifiers in {batches}" if counts.complete else "batches as they are prepared"
         log.info("sending %s (%d already accepted under this run id)", known, skipped,
                  extra={"fields": {"identifiers_total": counts.identifiers if counts.complete else None,
                                    "batches_already_accepted": skipped}})

@@ -13,7 +13,7 @@ from pipeline.durations import describe_duration
 from pipeline.http.limits import describe_send_time, send_seconds
 from pipeline.http.stop import StopSwitch
 from pipeline.ledger import LedgerBase
-from pipeline.progress import Progress
+from pipeline.progress import Progress, expected_batches
 from pipeline.send.batch import BatchSender
 from pipeline.send.dispatch import Dispatch
 from pipeline.send.lines import ManifestLines
@@ -49,7 +49,7 @@ def send_batches(job: JobConfig, endpoint: Endpoint, stream: PreparedStream | Sy
     batch_sender = BatchSender(sender, endpoint, ledger, ManifestLines(summary.run_id, job.job, endpoint), resume, tally,
                                progress, tracks_sending=tracks_sending)
     if stream.complete and not dry_run:  # prepared whole before the first request: say how long sending will take
-        requests = -(-stream.identifiers // spec.limits.batch_size)
+        requests = expected_batches(stream, spec.limits.batch_size) or 0
         log.info("%s: %s", spec.family, describe_send_time(max(requests - resume.skipped, 0), spec.limits))
     progress.start(stream, spec.limits.batch_size, resume.skipped)
     batches = stream.batches()

@@ -15,6 +15,7 @@ class _Counts:
     lines_total: int | None = None
     rows_flagged: int = 0
     duplicates_dropped: int = 0
+    batches_total: int | None = None
 
 
 def _done(tracker: Tracker, batches: int, records: int) -> None:
@@ -64,3 +65,11 @@ def test_time_left_follows_the_pace_since_the_first_answer_not_the_start() -> No
         now[0] += 0.25
         tracker.batch_done({"records": 100})
     assert tracker.snapshot().seconds_left == 5 * 0.25  # 5 of 10 done, a quarter of a second each
+
+
+def test_the_batches_cut_are_the_total_when_known() -> None:
+    # A mirror sync sends its adds and its removes in batches of their own: 150 + 150 identifiers are 4 batches.
+    tracker = Tracker()
+    tracker.start(_Counts(complete=True, identifiers=300, batches_total=4), batch_size=100, skipped=0)
+    _done(tracker, 1, 100)
+    assert tracker.snapshot().describe_totals() == "1 of 4 batches"
