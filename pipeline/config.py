@@ -201,7 +201,8 @@ class DestinationBase(StrictModel):
 
     base_url: str = Field(description=(
         "Where the data goes: Rokt's production URL for the endpoint, or a sandbox's (http://127.0.0.1:8787). No "
-        "default. Plain http only for a loopback address."))
+        "default. Plain http only for a loopback address; no user name or password in it (credentials go in "
+        "`credentials`)."))
     limits: Limits | None = Field(default=None, description=(
         "Batch size, rate and concurrency. Each key left out is the endpoint's default; none may exceed its maximum."))
     timeout_seconds: float = Field(default=30.0, gt=0, le=600, description="Per request.")
@@ -349,41 +350,37 @@ _HOW_NOT_WHERE = frozenset({
 })
 
 
+JOB_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"  # it names a folder or an S3 prefix
+
 _AUDIENCE_LIMITS = Limits(batch_size=100_000, requests_per_second=4, concurrency=4)
 
 
-class AudienceImportDestination(DestinationBase):
+class _AudienceImport(DestinationBase):
+    """What audience import v3 and the legacy audience import share: the list, the action and the limits."""
+
     mirror_supported: ClassVar[bool] = True
     default_limits: ClassVar[Limits] = _AUDIENCE_LIMITS
     max_limits: ClassVar[Limits] = _AUDIENCE_LIMITS
     documented_limits: ClassVar[tuple[str, ...]] = ("batch_size", "requests_per_second", "concurrency")
     production_url: ClassVar[str] = "https://data.rokt.com"
 
-    endpoint: Literal["audience_import"] = Field(description="Audience import v3 (`POST /v3/import/suppression`).")
-    account_id: str = Field(min_length=1, description='Your Rokt account id, as a string ("123456789").')
-    action: Literal["include", "exclude"] = Field(description="Add the identifiers to the list, or remove them.")
-    list_name: str | None = Field(default=None, alias="list", min_length=1, description=(
-        "The custom audience list; the API defaults to AdvertiserDatabase."))
-    send: Literal["sha256", "email"] = Field(default="sha256", description=(
-        "sha256: hex SHA-256 of each normalised email; email: the normalised address itself."))
-    credentials: BasicKeyPair = Field(description="The public and secret key pair (Basic auth).")
-
-
-class AudienceImportLegacyDestination(DestinationBase):
-    mirror_supported: ClassVar[bool] = True
-    default_limits: ClassVar[Limits] = _AUDIENCE_LIMITS
-    max_limits: ClassVar[Limits] = _AUDIENCE_LIMITS
-    documented_limits: ClassVar[tuple[str, ...]] = ("batch_size", "requests_per_second", "concurrency")
-    production_url: ClassVar[str] = "https://data.rokt.com"
-
-    endpoint: Literal["audience_import_legacy"] = Field(description=(
-        "The legacy audience import (`POST /api/1.0/import/suppression`), authorised by one API key."))
     account_id: str | None = Field(default=None, description="Your Rokt account id; optional here.")
     action: Literal["include", "exclude"] = Field(description="Add the identifiers to the list, or remove them.")
     list_name: str | None = Field(default=None, alias="list", min_length=1, description=(
         "The custom audience list; the API defaults to AdvertiserDatabase."))
     send: Literal["sha256", "email"] = Field(default="sha256", description=(
         "sha256: hex SHA-256 of each normalised email; email: the normalised address itself."))
+
+
+class AudienceImportDestination(_AudienceImport):
+    endpoint: Literal["audience_import"] = Field(description="Audience import v3 (`POST /v3/import/suppression`).")
+    account_id: str = Field(min_length=1, description='Your Rokt account id, as a string ("123456789").')
+    credentials: BasicKeyPair = Field(description="The public and secret key pair (Basic auth).")
+
+
+class AudienceImportLegacyDestination(_AudienceImport):
+    endpoint: Literal["audience_import_legacy"] = Field(description=(
+        "The legacy audience import (`POST /api/1.0/import/suppression`), authorised by one API key."))
     credentials: ApiKey = Field(description="The account's API key.")
 
 
@@ -530,7 +527,7 @@ class OutputConfig(StrictModel):
 class JobConfig(StrictModel):
     """One job: where the data comes from, where it goes, where the record of it is kept."""
 
-    job: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description=(
+    job: str = Field(pattern=JOB_NAME, description=(
         "The job's name: its output folder and its ledger key. Letters, digits, `.`, `_` and `-`."))
     source: SourceConfig = Field(description="The input files and their columns.")
     destination: Destination = Field(description="The endpoint, its URL, account, credentials and limits.")
@@ -656,7 +653,7 @@ class _OutputsPart(StrictModel):
     """The keys of a job file that say where its outputs are and what its runs sent."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
-    job: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    job: str = Field(pattern=JOB_NAME)
     output: OutputConfig = OutputConfig()
 
 
@@ -671,13 +668,6 @@ class JobOutputs:
     endpoint: str
     roles: tuple[str, ...]  # the identifier columns mapped (email, sha256, phone, account_id, ...)
     default_phone_region: str = "US"
-
-    @property
-    def one_subject(self) -> bool:
-        return self.endpoint in ONE_SUBJECT_ENDPOINTS
-
-
-ONE_SUBJECT_ENDPOINTS = frozenset({"nurture_unsubscribe", "network_privacy", "account_deletion"})
 
 
 def load_job_outputs(path: str | os.PathLike[str], environment: Mapping[str, str] | None = None) -> JobOutputs:

@@ -12,6 +12,7 @@ from typing import Iterator
 
 from pipeline.config import Limits
 from pipeline.durations import describe_duration
+from pipeline.words import plural
 
 
 def minute_seconds() -> float:
@@ -45,9 +46,8 @@ def send_seconds(requests: int, limits: Limits) -> float:
 
 def describe_send_time(requests: int, limits: Limits) -> str:
     """'1,000 requests at 10/min: about 1 h 40 min'."""
-    noun = "request" if requests == 1 else "requests"
     seconds = send_seconds(requests, limits)
-    return f"{requests:,} {noun} at {limits.describe_rate()}: " + (f"about {describe_duration(seconds)}" if seconds >= 1
+    return f"{plural(requests, 'request')} at {limits.describe_rate()}: " + (f"about {describe_duration(seconds)}" if seconds >= 1
                                                                      else "under a second")
 
 
@@ -136,11 +136,6 @@ class SlidingWindowRateLimiter:
     def succeeded(self) -> None:
         with self._lock:
             self.pace = min(1.0, self.pace + 1.0 / self.capacity)
-
-    @property
-    def per_second(self) -> float:
-        """The rate kept to now, in starts per second."""
-        return self.pace / self.spacing
 
     def seed(self, seconds_ago: list[float]) -> None:
         """Count starts made before this limiter existed (an earlier attempt of the run, moments ago)."""
